@@ -1,0 +1,141 @@
+"""Read logpipe's counters from a web application (Django, Flask, …).
+
+Example, a Django view showing "views today"::
+
+    from logpipe.api import Reader
+    counts = Reader("127.0.0.1:11211")          # module level: one per process
+
+    def article(request, slug):
+        views = counts.hits_today(request.path)  # '/blog/1/' or '/blog/1'
+        ...
+
+The counts lag the requests by about one flush interval (1 s by default).
+Keys are built by :mod:`logpipe.keys`, the same code the writer uses, so a path
+is looked up exactly as it was counted.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+
+from .config import parse_servers
+from .keys import DEFAULT_PREFIX, counter_key, index_keys, normalize_path
+from .store import CounterStore, StoreError
+
+__all__ = ["Reader", "StoreError", "today", "hits_today", "top"]
+
+
+def today() -> str:
+    """Today's date in the server's local time zone, as ``YYYY-MM-DD`` (like ``%t``)."""
+    return _dt.date.today().isoformat()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of :meth:`Reader.top`: a counted value and its count."""
+
+    value: str
+    count: int
+
+
+class Reader:
+    """Reads counters from the memcached servers logpipe writes to.
+
+    Args:
+        servers: ``host:port[,host:port…]`` or a unix socket path — the same
+            list, in any order, as logpipe's ``--memcached``.
+        prefix: the key prefix (``--prefix``).
+        timeout: seconds for connecting and for each request.
+        keep_trailing_slash: must match the writer's ``--keep-trailing-slash``.
+
+    Errors: every method raises :class:`StoreError` when a server that holds
+    a needed key cannot be reached.
+    """
+
+    def __init__(self, servers: str = "127.0.0.1:11211", *, prefix: str = DEFAULT_PREFIX,
+                 timeout: float = 1.0, keep_trailing_slash: bool = False):
+        self.prefix = prefix
+        self.fold = not keep_trailing_slash
+        self.store = CounterStore(parse_servers(servers), timeout=timeout, connect_timeout=timeout)
+
+    def key(self, dimension: str, value: str, day: str | None = None, site: str | None = None) -> str:
+        """The memcached key of one counter (see :func:`logpipe.keys.counter_key`)."""
+        if dimension in ("url", "notfound"):
+            value = normalize_path(value, fold_trailing_slash=self.fold)
+        return counter_key(day or today(), dimension, value, site=site, prefix=self.prefix)
+
+    def count(self, dimension: str, value: str, day: str | None = None, site: str | None = None) -> int:
+        """One counter's value; 0 when it does not exist (no hit yet, or expired)."""
+        key = self.key(dimension, value, day, site)
+        return self.store.get_counts([key]).get(key, 0)
+
+    def hits_today(self, path: str, site: str | None = None) -> int:
+        """Page views of *path* today (query string ignored)."""
+        return self.count("url", path.split("?", 1)[0], None, site)
+
+    def hits(self, path: str, day: str, site: str | None = None) -> int:
+        """Page views of *path* on *day* (``YYYY-MM-DD``) while memcached still has it."""
+        return self.count("url", path.split("?", 1)[0], day, site)
+
+    def posts_last_hour(self, ip: str, now: _dt.datetime | None = None) -> int:
+        """POST requests from *ip* in the current and the previous clock hour.
+
+        For comment anti-spam: ``if reader.posts_last_hour(ip) >= 5: reject``.
+        Counts arrive about one flush interval after the requests; behind a
+        reverse proxy, log the client address (``%{X-Forwarded-For}i`` or
+        mod_remoteip's ``%a``) so *ip* is the visitor's.
+        """
+        now = now or _dt.datetime.now()
+        hours = [now, now - _dt.timedelta(hours=1)]
+        keys = [counter_key(h.strftime("%Y-%m-%dT%H"), "post_ip", ip, prefix=self.prefix) for h in hours]
+        return sum(self.store.get_counts(keys).values())
+
+    def values(self, dimension: str, day: str | None = None, site: str | None = None) -> list[str]:
+        """Every value counted for *dimension* on *day*, from the per-day index."""
+        day = day or today()
+        blobs = self.store.get_many(index_keys(day, dimension, site=site, prefix=self.prefix))
+        seen: dict[str, None] = {}
+        for blob in blobs.values():
+            for value in blob.decode("utf-8", "surrogateescape").split("\n"):
+                if value:
+                    seen[value] = None
+        return list(seen)
+
+    def top(self, dimension: str = "url", day: str | None = None, n: int | None = 10,
+            site: str | None = None) -> list[Entry]:
+        """The *n* most counted values of *dimension* on *day* (all when *n* is None).
+
+        Exact counts, from any number of writers: the values come from the
+        day's index and each count from its own counter.
+        """
+        day = day or today()
+        values = self.values(dimension, day, site)
+        keys = {counter_key(day, dimension, v, site=site, prefix=self.prefix): v for v in values}
+        counts = self.store.get_counts(list(keys))
+        rows = sorted((Entry(keys[k], c) for k, c in counts.items()), key=lambda e: (-e.count, e.value))
+        return rows if n is None else rows[:n]
+
+    def close(self) -> None:
+        """Close the connections."""
+        self.store.close()
+
+
+def hits_today(path: str, servers: str = "127.0.0.1:11211", **options) -> int:
+    """Page views of *path* today — a one-call shortcut for :meth:`Reader.hits_today`."""
+    reader = Reader(servers, **{k: v for k, v in options.items() if k != "site"})
+    try:
+        return reader.hits_today(path, site=options.get("site"))
+    finally:
+        reader.close()
+
+
+def top(dimension: str = "url", n: int = 10, servers: str = "127.0.0.1:11211", **options) -> list[Entry]:
+    """Today's top values of *dimension* — a shortcut for :meth:`Reader.top`."""
+    site = options.pop("site", None)
+    day = options.pop("day", None)
+    reader = Reader(servers, **options)
+    try:
+        return reader.top(dimension, day, n, site)
+    finally:
+        reader.close()

@@ -1,0 +1,169 @@
+"""The counting pipeline: buffers of lines in, memcached increments out.
+
+Shared by the worker (live, flushing every interval) and ``--dry-run`` (one
+batch at the end).  Per buffer it does one regex scan and one C-level count of
+identical field tuples; per flush it classifies each distinct tuple once and
+turns the result into keys (:func:`logpipe.keys.counter_key`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from .classify import Classifier, needed_fields
+from .config import Settings
+from .keys import counter_key, index_key
+from .parsing import LineParser, split_request
+
+try:  # the C helper behind Counter.update(iterable)
+    from _collections import _count_elements
+except ImportError:  # pragma: no cover - other Pythons
+    from collections import _count_elements  # type: ignore[attr-defined]
+
+__all__ = ["Pipeline"]
+
+
+class Pipeline:
+    """Parse, classify and aggregate; no I/O.
+
+    Args:
+        settings: parsing and counting options.
+        force_fallback: parse with apache-log-parser (tests).
+
+    Attributes:
+        lines: lines fed so far; ``rejected``: Counter of unparseable lines
+            by reason; ``classifier.stats``: outcomes of parsed lines.
+    """
+
+    def __init__(self, settings: Settings, *, force_fallback: bool = False):
+        self.settings = settings
+        self.parser = LineParser(settings.format, needed_fields(settings), force_fallback=force_fallback)
+        self.classifier = Classifier(settings, self.parser.fields)
+        self.raw: dict[tuple, int] = {}
+        self.posts: dict[tuple[bytes, bytes, bytes], int] = {}
+        self._post_parser = None
+        if "post_ip" in settings.dimension_set():
+            post_parser = LineParser(settings.format, {"ip", "day", "hour", "method", "request"},
+                                     force_fallback=force_fallback)
+            if {"ip", "day", "hour"} <= set(post_parser.fields):
+                self._post_parser = post_parser
+        self.lines = 0
+        self.rejected: Counter = Counter()
+        self.rejected_samples: list[tuple[str, bytes]] = []
+        self._indexed: dict[tuple[str, str, str | None], set[str]] = {}
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        """Count the complete lines in *chunk* (which ends with ``\\n``).
+
+        Returns:
+            The ``(reason, line)`` of each line that did not parse.
+        """
+        tuples, rejected = self.parser.scan(chunk)
+        self.lines += len(tuples) + len(rejected)
+        _count_elements(self.raw, tuples)
+        for reason, _line in rejected:
+            self.rejected[reason] += 1
+        if self._post_parser is not None and b"POST " in chunk:
+            self._scan_posts(chunk)
+        return rejected
+
+    def _scan_posts(self, chunk: bytes) -> None:
+        """Count POST requests per client IP and hour (``post_ip``).
+
+        POST lines are a small share of traffic; finding them with
+        ``bytes.find`` keeps the client IP (distinct on nearly every line)
+        out of the main tuple.
+        """
+        parser = self._post_parser
+        fields = parser.fields
+        i_ip, i_day, i_hour = fields.index("ip"), fields.index("day"), fields.index("hour")
+        i_method = fields.index("method") if "method" in fields else None
+        i_request = fields.index("request") if "request" in fields else None
+        posts = self.posts
+        find = chunk.find
+        position = find(b"POST ")
+        while position >= 0:
+            start = chunk.rfind(b"\n", 0, position) + 1
+            end = find(b"\n", position)
+            parsed = parser.parse_line(chunk[start:end])
+            if parsed is not None:
+                method = parsed[i_method] if i_method is not None else None
+                if method is None and i_request is not None and parsed[i_request]:
+                    parts = split_request(parsed[i_request])
+                    method = parts[0] if parts else None
+                if method == b"POST":
+                    key = (parsed[i_day], parsed[i_hour], parsed[i_ip])
+                    posts[key] = posts.get(key, 0) + 1
+            position = find(b"POST ", end)
+
+    def take(self) -> dict[tuple, int]:
+        """Classify everything fed since the last call.
+
+        Returns:
+            ``{(day, dimension, site, value): n}`` increments.
+        """
+        raw, self.raw = self.raw, {}
+        out: dict[tuple, int] = {}
+        add = self.classifier.add
+        for fields, n in raw.items():
+            add(fields, n, out)
+        if self.posts:
+            posts, self.posts = self.posts, {}
+            for (day, hour, ip), n in posts.items():
+                self.classifier.add_post(day, hour, ip, n, out)
+        return out
+
+    def explain_line(self, line: bytes, say: Callable[[str], None]) -> dict[tuple, int]:
+        """Classify one line on its own, calling *say* with each decision."""
+        self.lines += 1
+        parsed = self.parser.parse_line(line)
+        out: dict[tuple, int] = {}
+        if parsed is None:
+            from .parsing import reject_reason
+
+            reason = reject_reason(line)
+            self.rejected[reason] += 1
+            say(f"rejected: {reason}")
+            return out
+        self.classifier.add(parsed, 1, out, say)
+        if self._post_parser is not None and b"POST " in line:
+            self._scan_posts(line + b"\n")
+            for (day, hour, ip), n in self.posts.items():
+                self.classifier.add_post(day, hour, ip, n, out)
+                say(f"post_ip {ip.decode('ascii', 'replace')}")
+            self.posts = {}
+        return out
+
+    def to_keys(self, increments: dict[tuple, int]) -> tuple[dict[str, int], dict[str, list[str]]]:
+        """Turn increments into memcached keys, plus index appends for new values.
+
+        A value is appended to its day's index the first time this pipeline
+        sees it (:meth:`forget_index` makes it append again, e.g. after a
+        memcached restart may have lost the index).
+        """
+        prefix = self.settings.prefix
+        counts: dict[str, int] = {}
+        appends: dict[str, list[str]] = {}
+        for (day, dimension, site, value), n in increments.items():
+            key = counter_key(day, dimension, value, site=site, prefix=prefix)
+            counts[key] = counts.get(key, 0) + n
+            seen = self._indexed.get((day, dimension, site))
+            if seen is None:
+                seen = self._indexed[(day, dimension, site)] = set()
+                self._trim_index_memory(day)
+            if value not in seen:
+                seen.add(value)
+                appends.setdefault(index_key(day, dimension, value, site=site, prefix=prefix), []).append(value)
+        return counts, appends
+
+    def forget_index(self) -> None:
+        """Forget which values were appended to the indexes."""
+        self._indexed.clear()
+
+    def _trim_index_memory(self, newest_day: str) -> None:
+        # Lines from two days ago no longer arrive; keep the memory bounded.
+        days = sorted({d[:10] for d, _, _ in self._indexed})
+        for old in days[:-3]:
+            for head in [h for h in self._indexed if h[0][:10] == old]:
+                del self._indexed[head]

@@ -1,0 +1,248 @@
+"""memcached: batched create-or-increment with a TTL, spread over servers.
+
+Each flush sends, per server, pipelined meta commands (memcached
+``doc/protocol.txt``, "Meta Arithmetic" and "Meta Set"), in batches of at most
+:data:`BATCH_COMMANDS`, each batch one confirmed round trip:
+
+* ``ma <key> N<ttl> J<n> D<n>`` — increment by *n*; on a miss create the item
+  with value *n* and exptime *ttl* (``N`` auto-vivifies; ``J`` is the initial
+  value, and ``D`` is not applied on creation).  Race-free across writers: the
+  server does the create-or-increment atomically.  Answers ``HD``.
+* ``ms <index> 0 ME T<ttl>`` + ``ms <index> <len> MA`` — create the index item
+  if missing (``NS`` when it exists), then append the new values to it.
+* ``mn`` — answers ``MN``, the end of the batch's replies.
+
+Keys go to servers by rendezvous hashing with the node names pymemcache's
+``HashClient`` uses (``host:port`` or the socket path), so an application
+reading with ``HashClient(servers)`` finds every key.
+
+Delivery: a batch whose replies all arrived is applied exactly once.  A batch
+that fails (connection refused, timeout, closed) keeps its counts for a retry
+with back-off; if the failure came after the server had read the batch (a
+timeout while waiting for replies) the retry counts that batch twice.  The
+README's "Delivery" section measures how often.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import defaultdict
+
+from pymemcache.client.base import Client
+from pymemcache.client.rendezvous import RendezvousHash
+from pymemcache.exceptions import MemcacheError
+
+__all__ = ["CounterStore", "node_name", "StoreError", "BATCH_COMMANDS"]
+
+#: Commands per round trip.  Replies (4 bytes each) must fit the socket
+#: buffers while the batch is still being sent, or client and server block
+#: each other until the timeout.
+BATCH_COMMANDS = 4000
+#: Back-off after a server fails: first delay and cap, in seconds.
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+
+_ERRORS = (MemcacheError, OSError)
+
+
+class StoreError(Exception):
+    """A memcached server could not be reached or answered badly."""
+
+
+def node_name(server: tuple[str, int] | str) -> str:
+    """The rendezvous node name pymemcache's ``HashClient`` gives *server*."""
+    if isinstance(server, (tuple, list)):
+        return "%s:%s" % (server[0], server[1])
+    return server
+
+
+class _Server:
+    """One memcached server: its client, and its back-off state."""
+
+    def __init__(self, spec, timeout: float, connect_timeout: float):
+        self.name = node_name(spec)
+        self.client = Client(
+            spec if isinstance(spec, str) else tuple(spec),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            no_delay=True,
+            default_noreply=False,
+        )
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last_error: str | None = None
+        self.last_ok: float | None = None
+        self.rtt: float | None = None
+
+    def failed(self, error: BaseException, now: float) -> None:
+        self.failures += 1
+        self.last_error = f"{type(error).__name__}: {error}".strip()
+        self.retry_at = now + min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 1))
+        self.client.close()
+
+    def succeeded(self, now: float, rtt: float) -> None:
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last_ok = now
+        self.rtt = rtt
+
+
+class CounterStore:
+    """Counters and index items on one or more memcached servers.
+
+    Args:
+        servers: pymemcache server specs (``(host, port)`` or a socket path).
+        ttl: exptime of created items, in seconds (≤ 30 days).
+        timeout: seconds for every socket operation after connecting.
+        connect_timeout: seconds to connect.
+    """
+
+    def __init__(self, servers, ttl: int = 86400, timeout: float = 0.5, connect_timeout: float = 0.5):
+        self.ttl = ttl
+        self.servers = [_Server(s, timeout, connect_timeout) for s in servers]
+        self._by_name = {s.name: s for s in self.servers}
+        self._hash = RendezvousHash()
+        for server in self.servers:
+            self._hash.add_node(server.name)
+        self._single = self.servers[0] if len(self.servers) == 1 else None
+
+    def server_for(self, key: str) -> _Server:
+        """The server that holds *key* (the same one ``HashClient`` picks)."""
+        if self._single is not None:
+            return self._single
+        return self._by_name[self._hash.get_node(key)]
+
+    def flush(self, counts: dict[str, int], appends: dict[str, list[str]]) -> tuple[set[str], set[str], set[str]]:
+        """Send counter increments and index appends; return what was applied.
+
+        Args:
+            counts: ``{key: n}`` increments (n ≥ 1).
+            appends: ``{index key: [values]}`` to append, one per line.
+
+        Returns:
+            ``(done_counts, done_appends, failed_servers)``: the keys applied,
+            and the names of servers that failed or are backing off (their
+            keys are not in the done sets and should be retried later).
+        """
+        now = time.monotonic()
+        per_server: dict[_Server, list[bytes]] = defaultdict(list)
+        per_server_keys: dict[_Server, list[tuple[str, bool]]] = defaultdict(list)
+        ttl = self.ttl
+        for key, n in counts.items():
+            server = self.server_for(key)
+            per_server[server].append(b"ma %s N%d J%d D%d\r\n" % (key.encode(), ttl, n, n))
+            per_server_keys[server].append((key, False))
+        for key, values in appends.items():
+            server = self.server_for(key)
+            data = "".join(v.replace("\n", " ") + "\n" for v in values).encode("utf-8", "surrogateescape")
+            per_server[server].append(
+                b"ms %s 0 ME T%d\r\n\r\nms %s %d MA\r\n%s\r\n" % (key.encode(), ttl, key.encode(), len(data), data)
+            )
+            per_server_keys[server].append((key, True))
+        done_counts: set[str] = set()
+        done_appends: set[str] = set()
+        failed: set[str] = set()
+        for server, commands in per_server.items():
+            if server.retry_at > now:
+                failed.add(server.name)
+                continue
+            keys = per_server_keys[server]
+            try:
+                for start in range(0, len(commands), BATCH_COMMANDS):
+                    batch_keys = keys[start:start + BATCH_COMMANDS]
+                    sent = time.monotonic()
+                    replies = self._round_trip(server, commands[start:start + BATCH_COMMANDS])
+                    server.succeeded(time.monotonic(), time.monotonic() - sent)
+                    self._apply_replies(batch_keys, replies, done_counts, done_appends)
+            except _ERRORS as exc:
+                server.failed(exc, time.monotonic())
+                failed.add(server.name)
+        return done_counts, done_appends, failed
+
+    @staticmethod
+    def _round_trip(server: _Server, commands: list[bytes]) -> list[bytes]:
+        # raw_command appends "\r\n" after the body: the final "mn" gets it.
+        body = b"".join(commands) + b"mn"
+        reply = server.client.raw_command(body, b"MN\r\n")
+        return reply.split(b"\r\n")
+
+    @staticmethod
+    def _apply_replies(keys, replies: list[bytes], done_counts: set, done_appends: set) -> None:
+        """Match replies to commands in order: one per ``ma``, two per index append."""
+        position = 0
+        for key, is_append in keys:
+            if is_append:
+                created, appended = replies[position:position + 2]
+                position += 2
+                if created in (b"HD", b"NS") and appended == b"HD":
+                    done_appends.add(key)
+                elif not created.startswith((b"HD", b"NS")):
+                    raise StoreError(f"index {key}: {created.decode('ascii', 'replace')}")
+            else:
+                reply = replies[position]
+                position += 1
+                if reply == b"HD":
+                    done_counts.add(key)
+                elif reply.startswith(b"SERVER_ERROR"):
+                    # e.g. out of memory: this item was not stored; retry it.
+                    continue
+                else:
+                    raise StoreError(f"{key}: {reply.decode('ascii', 'replace')}")
+
+    # -- reading ------------------------------------------------------------------
+
+    def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        """Fetch *keys* from their servers (missing keys are absent).
+
+        Raises:
+            StoreError: a server that holds some of the keys failed.
+        """
+        per_server: dict[_Server, list[str]] = defaultdict(list)
+        for key in keys:
+            per_server[self.server_for(key)].append(key)
+        found: dict[str, bytes] = {}
+        for server, wanted in per_server.items():
+            try:
+                for start in range(0, len(wanted), 500):
+                    found.update(server.client.get_many(wanted[start:start + 500]))
+            except _ERRORS as exc:
+                raise StoreError(f"memcached {server.name}: {exc or type(exc).__name__}") from exc
+        return found
+
+    def get_counts(self, keys: list[str]) -> dict[str, int]:
+        """Fetch counters as ints (missing keys → absent)."""
+        return {k: int(v) for k, v in self.get_many(keys).items() if v.strip().isdigit()}
+
+    def ping(self) -> dict[str, dict]:
+        """Round-trip each server with ``mn`` and read ``stats``; for health checks.
+
+        Returns:
+            ``{name: {"ok": bool, "rtt": seconds | None, "error": str | None,
+            "evictions": int | None, "uptime": int | None}}``.
+        """
+        report: dict[str, dict] = {}
+        for server in self.servers:
+            entry = {"ok": False, "rtt": None, "error": None, "evictions": None, "uptime": None}
+            try:
+                start = time.monotonic()
+                server.client.raw_command(b"mn", b"MN\r\n")
+                entry["rtt"] = time.monotonic() - start
+                stats = server.client.stats()
+                entry["evictions"] = int(stats.get(b"evictions", 0))
+                entry["uptime"] = int(stats.get(b"uptime", 0))
+                entry["ok"] = True
+            except _ERRORS as exc:
+                entry["error"] = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+                server.client.close()
+            report[server.name] = entry
+        return report
+
+    def close(self) -> None:
+        """Close every connection."""
+        for server in self.servers:
+            server.client.close()
+
+
+# socket.timeout is OSError's subclass TimeoutError on 3.10+: covered by _ERRORS.
+assert issubclass(socket.timeout, OSError)

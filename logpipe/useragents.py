@@ -1,0 +1,265 @@
+"""Browser, platform and bot of a User-Agent header, behind one bounded cache.
+
+Rules come from two maintained libraries, not from a table of our own:
+
+* **ua-parser 1.x** (uap-core's regexes) with the **ua-parser-rs** Rust
+  resolver gives the browser family (user-agent domain), the platform (OS
+  domain) and the device family; device ``"Spider"`` marks a crawler.  The
+  Rust resolver is built explicitly (:class:`ua_parser.regex.Resolver`), so a
+  missing accelerator is an :class:`ImportError` at start-up rather than a
+  silent 50x slowdown (ua-parser would otherwise fall back to pure ``re``).
+* **crawlerdetect** (a port of JayBizzle/Crawler-Detect) adds scripted clients
+  that ua-parser does not call spiders: curl, python-requests, Go-http-client,
+  Wget, zgrab, feed fetchers, uptime monitors...
+
+A line is a bot when either says so (``libraries.md`` §3, "Recommended
+combination").  Both are slow on a miss (about 20 µs + 300 µs), so every
+distinct string is classified once and kept in a dict; the worker sees a
+single dict lookup per line.
+
+Empty user agents (``-`` as Apache logs a missing header, or ``""``) are *not*
+bots: browser and platform are ``"Other"``.  This is what GoAccess does by
+default (an unknown agent is "Unknown", a crawler only with
+``--unknowns-as-crawlers``) and what Matomo does (Device Detector's
+``isBot()`` is false for an empty agent, and ``import_logs.py``'s excluded
+substrings do not match ``-``); logpipe follows both.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import NamedTuple
+
+from crawlerdetect import CrawlerDetect
+from ua_parser import Domain, load_lazy_builtins
+from ua_parser.regex import Resolver as RustResolver  # needs ua-parser-rs
+
+__all__ = ["Agent", "UserAgentClassifier", "OTHER", "is_bot", "unescape_logged"]
+
+#: Family used when ua-parser has no match (ua-parser's own default name).
+OTHER = "Other"
+#: Longest bot name kept; longer names are cut.
+MAX_BOT_NAME = 64
+#: The domains resolved per distinct UA: browser, platform, and device (for "Spider").
+_DOMAINS = Domain.USER_AGENT | Domain.OS | Domain.DEVICE
+
+
+class Agent(NamedTuple):
+    """What :meth:`UserAgentClassifier.classify` returns.
+
+    Attributes:
+        browser: ua-parser's user-agent family ("Chrome", "Mobile Safari",
+            "Googlebot", "curl", ...), ``"Other"`` when unknown.
+        platform: ua-parser's OS family ("Windows", "Android", "iOS", "Mac OS X",
+            "Linux", ...), ``"Other"`` when unknown.
+        bot: ``None`` for a (presumed) human browser, else the crawler's name.
+    """
+
+    browser: str
+    platform: str
+    bot: str | None
+
+
+_EMPTY_AGENT = Agent(OTHER, OTHER, None)
+
+# Apache's ap_escape_logitem: \" \\ \xhh and \b \n \r \t \v (nginx writes \xhh too).
+_ESCAPE = re.compile(rb'\\(x[0-9A-Fa-f]{2}|["\\bnrtv])')
+_SIMPLE_ESCAPES = {b'"': b'"', b"\\": b"\\", b"b": b"\b", b"n": b"\n",
+                   b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+
+
+def _unescape_one(m: re.Match[bytes]) -> bytes:
+    code = m.group(1)
+    if len(code) == 3:
+        return bytes((int(code[1:], 16),))
+    return _SIMPLE_ESCAPES[code]
+
+
+def unescape_logged(text: str) -> str:
+    """Undo Apache's log escaping (``\\xhh``, ``\\"``, ``\\\\``, ``\\n``...).
+
+    Args:
+        text: a quoted field as it appears in the log, without the quotes.
+
+    Returns:
+        The header as the client sent it; the bytes are decoded as UTF-8 with
+        U+FFFD for invalid sequences.  Text without a backslash is returned as is.
+    """
+    if "\\" not in text:
+        return text
+    raw = _ESCAPE.sub(_unescape_one, text.encode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "replace")
+
+
+# Bot naming --------------------------------------------------------------
+
+# A name made only of one of crawlerdetect's generic words (its last,
+# catch-all pattern) says nothing about who is crawling.
+_GENERIC = re.compile(
+    r"[\W_]*(?:bots?|crawl(?:er)?s?|headless|archivers?|transcoder|spiders?|uptime|"
+    r"validators?|fetchers?|cron|checkers?|readers?|extractors?|monitoring|analy[sz]ers?|"
+    r"scrapers?|robots?)[\W_]*",
+    re.IGNORECASE,
+)
+_TOKEN_CHAR = re.compile(r"[\w.\-]")
+# A trailing version: "nutch-1.4", "binlar_2.6.3", "Reeder/2.1.1", "fetch/2.0".
+_VERSION_TAIL = re.compile(r"(?:[/_\-]v?\d[\w.]*|/)+$")
+_LEADING_PRODUCT = re.compile(r"[A-Za-z][\w.\-]*(?: [A-Za-z][\w.\-]*)*")
+_PLAIN_WORDS = re.compile(r"[A-Za-z][\w.\-]*(?: [\w.\-]+)*")
+
+
+def _clean(name: str) -> str:
+    name = " ".join(name.split())
+    name = _VERSION_TAIL.sub("", name).strip(" .-_:;,+()")
+    return name[:MAX_BOT_NAME]
+
+
+def _expand_token(ua: str, matched: str) -> str:
+    """Grow crawlerdetect's match to the whole product token around it."""
+    m = re.search(re.escape(matched), ua, re.IGNORECASE)
+    if m is None:  # the match spanned a part crawlerdetect's exclusions removed
+        return _clean(matched)
+    start, end = m.span()
+    while start > 0 and _TOKEN_CHAR.match(ua[start - 1]):
+        start -= 1
+    while end < len(ua) and _TOKEN_CHAR.match(ua[end]):
+        end += 1
+    return _clean(ua[start:end])
+
+
+def _is_generic(name: str) -> bool:
+    return "/" in name or _GENERIC.fullmatch(name) is not None
+
+
+def _bot_name(ua: str, family: str | None, matched: str | None) -> str:
+    """A stable, readable crawler name; never the whole UA string.
+
+    ``family`` is ua-parser's user-agent family (``None`` when unknown),
+    ``matched`` the text crawlerdetect's pattern matched (``None`` if none).
+
+    1. ua-parser's family and crawlerdetect's token (grown to the product token
+       around it, version removed) are compared case-insensitively.  When one
+       contains the other the longer wins ("Yahoo! Slurp" over "Slurp",
+       "special_archiver" over "archiver"); when they are unrelated the token
+       wins, because ua-parser then named the browser the bot imitates
+       ("Chrome" for Google Web Preview, "Firefox" for FlipboardProxy) or a URL
+       fragment ("com/bot" for ChatGPT-User).  With one of them, that one.
+    2. A name that is only a generic word ("crawler", "readers", "monitoring")
+       is replaced by the UA's leading product token, or else by the plain
+       words around the match ("Yahoo Ad monitoring").
+    3. Nothing at all: ``"Other"``.
+    """
+    token = _expand_token(ua, matched) if matched else ""
+    if family and token:
+        f, t = family.lower(), token.lower()
+        if f in t or t in f:
+            name = family if len(family) >= len(token) else token
+        else:
+            name = token
+    else:
+        name = family or token
+    if name and _is_generic(name):
+        lead = _LEADING_PRODUCT.match(ua.strip())
+        if lead and lead.group().lower() not in ("mozilla", "opera") and not _is_generic(
+            _clean(lead.group())
+        ):
+            name = _clean(lead.group())
+        elif matched:
+            for segment in re.split(r"[;()]", ua):
+                if matched.lower() in segment.lower():
+                    plain = segment.strip()
+                    if _PLAIN_WORDS.fullmatch(plain) and not _is_generic(plain):
+                        name = _clean(plain)
+                    break
+    return name or OTHER
+
+
+class UserAgentClassifier:
+    """Classify User-Agent strings into browser, platform and bot.
+
+    Args:
+        cache_size: how many distinct user agents to remember (default 8192).
+            A few hundred distinct strings cover most traffic; when the cache
+            is full it is emptied and refilled (cheaper per hit than an LRU,
+            see the module's benchmark in the tests' docstring).
+
+    Raises:
+        ValueError: *cache_size* is less than 1.
+        ImportError: ua-parser-rs (the Rust resolver) is not installed.
+
+    Not safe to share between threads without a lock; each worker thread or
+    process should own one instance (a miss is serialised by an internal lock,
+    so sharing is merely slower, not wrong).
+    """
+
+    def __init__(self, cache_size: int = 8192) -> None:
+        if cache_size < 1:
+            raise ValueError(f"cache_size must be at least 1, not {cache_size!r}")
+        self.cache_size = cache_size
+        self._resolver = RustResolver(load_lazy_builtins())
+        self._crawlers = CrawlerDetect()  # one instance: it compiles its regex once
+        self._lock = threading.Lock()
+        self._cache: dict[str, Agent] = {}
+        self.misses = 0
+
+    def classify(self, user_agent: str) -> Agent:
+        """Return the :class:`Agent` of one User-Agent header.
+
+        Args:
+            user_agent: the ``%{User-Agent}i`` field as logged (Apache's
+                ``\\xhh``/``\\"``/``\\\\`` escapes are undone on a miss), ``-``
+                or ``""`` when the header was missing.
+
+        Returns:
+            ``Agent(browser, platform, bot)``; ``bot`` is ``None`` unless
+            ua-parser's device family is ``"Spider"`` or crawlerdetect says
+            crawler.  A repeated string costs one dict lookup.
+        """
+        try:
+            return self._cache[user_agent]
+        except KeyError:
+            return self._miss(user_agent)
+
+    def is_bot(self, user_agent: str) -> bool:
+        """``True`` when :meth:`classify` gives a bot name for *user_agent*."""
+        return self.classify(user_agent).bot is not None
+
+    def _miss(self, user_agent: str) -> Agent:
+        agent = self._classify_uncached(user_agent)
+        with self._lock:
+            self.misses += 1
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[user_agent] = agent
+        return agent
+
+    def _classify_uncached(self, user_agent: str) -> Agent:
+        ua = unescape_logged(user_agent).strip()
+        if not ua or ua == "-":
+            return _EMPTY_AGENT
+        result = self._resolver(ua, _DOMAINS)
+        family = result.user_agent.family if result.user_agent else None
+        if family == OTHER:
+            family = None
+        platform = result.os.family if result.os else OTHER
+        spider = result.device is not None and result.device.family == "Spider"
+        with self._lock:  # CrawlerDetect keeps the last match on the instance
+            crawler = self._crawlers.is_crawler(ua)
+            matched = self._crawlers.get_matches() if crawler else None
+        bot = _bot_name(ua, family, matched) if (spider or crawler) else None
+        return Agent(family or OTHER, platform, bot)
+
+
+_default: UserAgentClassifier | None = None
+
+
+def is_bot(user_agent: str) -> bool:
+    """Module-level shortcut: :meth:`UserAgentClassifier.is_bot` on a shared instance.
+
+    The instance is created on first use (about 0.1 s to build the Rust matchers).
+    """
+    global _default
+    if _default is None:
+        _default = UserAgentClassifier()
+    return _default.is_bot(user_agent)

@@ -1,0 +1,324 @@
+"""The worker: lines from the supervisor in, batches of counters to memcached out.
+
+Runs in a child forked by :mod:`logpipe.supervisor`, to the protocol in that
+module's docstring: it reads complete lines from *data_fd*, writes ``H`` (a
+heartbeat, at least once a second) and ``A <offset>`` (every input byte up to
+*offset* is confirmed in memcached) to *ctrl_fd*, and exits 0 after EOF, 3 to
+be recycled (``--max-rss``).  On SIGTERM (its supervisor died: PDEATHSIG, or
+an operator) it flushes what it holds and exits 0.
+
+Counts wait in memory while memcached is down or slow, bounded by
+``--max-pending-keys`` distinct keys; increments for new keys past that bound
+are dropped and counted (``dropped_counts`` in the status file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+from .config import Settings, warn
+from .pipeline import Pipeline
+from .store import CounterStore
+
+__all__ = ["run", "Worker", "EXIT_RECYCLE"]
+
+EXIT_RECYCLE = 3
+READ_SIZE = 1 << 20
+HEARTBEAT_EVERY = 0.5
+STATUS_EVERY = 2.0
+#: How long the last flush after EOF or SIGTERM may keep retrying, seconds.
+FINAL_FLUSH_SECONDS = 3.0
+
+
+class Worker:
+    """State of one worker process (see the module docstring).
+
+    Args:
+        settings: the daemon's settings.
+        data_fd: read end of the data pipe (complete lines).
+        ctrl_fd: write end of the control pipe, or -1 (no supervisor).
+    """
+
+    def __init__(self, settings: Settings, data_fd: int, ctrl_fd: int):
+        self.settings = settings
+        self.data_fd = data_fd
+        self.ctrl_fd = ctrl_fd
+        self.pipeline = Pipeline(settings)
+        self.store = CounterStore(settings.servers(), settings.ttl, settings.timeout, settings.connect_timeout)
+        self.pending: dict[str, int] = {}
+        self.pending_appends: dict[str, list[str]] = {}
+        self.offset = 0
+        self.acked = 0
+        self.tail = b""
+        self.dropped_counts = 0
+        self.flushes = 0
+        self.last_flush_ok: float | None = None
+        self.last_flush_error: str | None = None
+        self.started = time.time()
+        self.stopping = False
+        self._last_warn: dict[str, float] = {}
+        self._status_path = None
+        self._rate = (time.monotonic(), 0)
+        self.lines_per_second = 0.0
+
+    # -- main loop ------------------------------------------------------------
+
+    def run(self) -> int:
+        """Read until EOF or SIGTERM; return the exit code."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        self._status_path = self._open_status()
+        interval = self.settings.flush_interval
+        next_flush = time.monotonic() + interval
+        next_beat = 0.0
+        next_status = 0.0
+        eof = False
+        while not eof and not self.stopping:
+            now = time.monotonic()
+            if now >= next_beat:
+                self._send(b"H\n")
+                next_beat = now + HEARTBEAT_EVERY
+            if now >= next_flush:
+                self.flush()
+                next_flush = time.monotonic() + interval
+                if self._over_memory():
+                    self.final_flush()
+                    self._remove_status()
+                    return EXIT_RECYCLE
+            if now >= next_status:
+                self._write_status()
+                next_status = now + STATUS_EVERY
+            timeout = max(0.0, min(next_flush, next_beat) - time.monotonic())
+            try:
+                ready, _, _ = select.select([self.data_fd, wake_r], [], [], timeout)
+            except InterruptedError:
+                continue
+            if wake_r in ready:
+                os.read(wake_r, 512)
+            if self.data_fd in ready:
+                eof = self._read()
+        self.final_flush()
+        self._remove_status()
+        return 0
+
+    def _on_term(self, signum, frame) -> None:
+        self.stopping = True
+
+    def _read(self) -> bool:
+        try:
+            data = os.read(self.data_fd, READ_SIZE)
+        except BlockingIOError:
+            return False
+        if not data:
+            if self.tail:
+                self._feed(self.tail + b"\n")
+                self.tail = b""
+            return True
+        self.offset += len(data)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self.tail += data
+            return False
+        chunk = self.tail + data[:cut + 1] if self.tail else data[:cut + 1]
+        self.tail = data[cut + 1:]
+        self._feed(chunk)
+        return False
+
+    def _feed(self, chunk: bytes) -> None:
+        rejected = self.pipeline.feed(chunk)
+        if rejected:
+            for reason, line in rejected:
+                self._warn_limited(
+                    "reject:" + reason,
+                    f"rejected a line ({reason}, {len(line)} bytes): {line[:120]!r}"
+                    f" — {self.pipeline.rejected[reason]} so far",
+                )
+
+    # -- flushing -------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Classify what was read and send it; ack when nothing is left pending.
+
+        Returns:
+            True when every count read so far is confirmed in memcached.
+        """
+        offset = self.offset - len(self.tail)
+        increments = self.pipeline.take()
+        if increments:
+            counts, appends = self.pipeline.to_keys(increments)
+            self._merge(counts, appends)
+        if self.pending or self.pending_appends:
+            done, done_appends, failed = self.store.flush(self.pending, self.pending_appends)
+            for key in done:
+                del self.pending[key]
+            for key in done_appends:
+                del self.pending_appends[key]
+            self.flushes += 1
+            if failed:
+                self.last_flush_error = "; ".join(
+                    f"{s.name}: {s.last_error}" for s in self.store.servers if s.name in failed and s.last_error
+                ) or "backing off"
+                self._warn_limited("flush", f"memcached unavailable ({self.last_flush_error}); "
+                                            f"{len(self.pending)} keys wait")
+                # A server that failed may have restarted empty: index again.
+                self.pipeline.forget_index()
+            else:
+                self.last_flush_ok = time.time()
+                self.last_flush_error = None
+        if not self.pending and not self.pending_appends:
+            self.last_flush_ok = self.last_flush_ok or time.time()
+            if offset > self.acked:
+                self.acked = offset
+                self._send(b"A %d\n" % offset)
+            return True
+        return False
+
+    def _merge(self, counts: dict[str, int], appends: dict[str, list[str]]) -> None:
+        pending = self.pending
+        room = self.settings.max_pending_keys - len(pending)
+        for key, n in counts.items():
+            if key in pending:
+                pending[key] += n
+            elif room > 0:
+                pending[key] = n
+                room -= 1
+            else:
+                self.dropped_counts += n
+        if room <= 0:
+            self._warn_limited("dropped", f"--max-pending-keys reached: {self.dropped_counts} counts dropped so far")
+        for key, values in appends.items():
+            self.pending_appends.setdefault(key, []).extend(values)
+
+    def final_flush(self) -> None:
+        """Flush until everything is confirmed or FINAL_FLUSH_SECONDS pass."""
+        deadline = time.monotonic() + FINAL_FLUSH_SECONDS
+        while not self.flush() and time.monotonic() < deadline:
+            wait = min((s.retry_at for s in self.store.servers), default=0) - time.monotonic()
+            time.sleep(max(0.05, min(wait, deadline - time.monotonic())))
+        if self.pending:
+            lost = sum(self.pending.values())
+            warn(f"exiting with {lost} counts in {len(self.pending)} keys not delivered: {self.last_flush_error}")
+        self.store.close()
+
+    def _over_memory(self) -> bool:
+        limit = self.settings.max_rss
+        if not limit or self.pending:
+            return False
+        return _rss() > limit
+
+    # -- reporting ------------------------------------------------------------
+
+    def _send(self, message: bytes) -> None:
+        if self.ctrl_fd < 0:
+            return
+        try:
+            os.write(self.ctrl_fd, message)
+        except (BlockingIOError, BrokenPipeError, OSError):
+            pass
+
+    def _warn_limited(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warn.get(kind, -1e9) >= self.settings.log_interval:
+            self._last_warn[kind] = now
+            warn(message)
+
+    def _open_status(self):
+        directory = self.settings.status_dir
+        if not directory:
+            return None
+        try:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+        except OSError:
+            return None
+        return os.path.join(directory, f"worker-{os.getpid()}.json")
+
+    def status(self) -> dict:
+        """The worker's status document (README, "Status files")."""
+        now_m = time.monotonic()
+        then, lines_then = self._rate
+        if now_m - then >= 1.0:
+            self.lines_per_second = (self.pipeline.lines - lines_then) / (now_m - then)
+            self._rate = (now_m, self.pipeline.lines)
+        stats = self.pipeline.classifier.stats
+        return {
+            "schema": 1,
+            "role": "worker",
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "started": self.started,
+            "updated": time.time(),
+            "lines": self.pipeline.lines,
+            "lines_per_second": round(self.lines_per_second, 1),
+            "page_views": stats.get("page view", 0),
+            "rejected": dict(self.pipeline.rejected) | {k: v for k, v in stats.items()
+                                                         if k in ("bad request line", "no request line", "bad timestamp")},
+            "outcomes": dict(stats),
+            "pending_keys": len(self.pending),
+            "dropped_counts": self.dropped_counts,
+            "flushes": self.flushes,
+            "last_flush_ok": self.last_flush_ok,
+            "last_flush_error": self.last_flush_error,
+            "input_offset": self.offset,
+            "acked_offset": self.acked,
+            "rss": _rss(),
+            "servers": {
+                s.name: {"failures": s.failures, "last_error": s.last_error, "last_ok": s.last_ok, "rtt": s.rtt}
+                for s in self.store.servers
+            },
+        }
+
+    def _write_status(self) -> None:
+        if not self._status_path:
+            return
+        temporary = self._status_path + ".tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump(self.status(), handle)
+            os.replace(temporary, self._status_path)
+        except OSError:
+            self._status_path = None
+
+    def _remove_status(self) -> None:
+        if self._status_path:
+            try:
+                os.unlink(self._status_path)
+            except OSError:
+                pass
+
+
+def _rss() -> int:
+    """Resident set size of this process, in bytes (from /proc, as psutil reads it)."""
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def run(settings: Settings, data_fd: int, ctrl_fd: int) -> int:
+    """The worker's entry point (``worker_main`` for the supervisor).
+
+    Args:
+        settings: daemon settings.
+        data_fd: file descriptor to read lines from.
+        ctrl_fd: file descriptor for acks and heartbeats (-1 for none).
+
+    Returns:
+        0 after EOF or SIGTERM, :data:`EXIT_RECYCLE` when over ``--max-rss``.
+    """
+    try:
+        worker = Worker(settings, data_fd, ctrl_fd)
+    except Exception as exc:  # a bad setting must not crash-loop silently
+        warn(f"worker cannot start: {exc}")
+        raise
+    code = worker.run()
+    sys.stderr.flush()
+    return code
