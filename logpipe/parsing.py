@@ -96,13 +96,21 @@ def split_request(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
     return method, path, (mark + query)
 
 
-def reject_reason(line: bytes) -> str:
-    """Name why a line did not parse: ``too long``, ``binary``, ``truncated`` or ``format``."""
+def reject_reason(line: bytes, expected_quotes: int = 4) -> str:
+    """Name why a line did not parse: ``too long``, ``binary``, ``truncated`` or ``format``.
+
+    Args:
+        line: the line, without its newline.
+        expected_quotes: how many ``"`` the LogFormat writes per line; a line
+            with fewer unescaped ones was cut short (or interleaved with
+            another line over PIPE_BUF, reference/apache-piped-logs.md §1.6).
+    """
     if len(line) > MAX_LINE_BYTES:
         return "too long"
-    if b"\0" in line or any(b < 0x09 or 0x0E <= b < 0x20 for b in line[:512]):
+    if b"\0" in line or any(b < 0x09 or 0x0E <= b < 0x20 or b >= 0x80 for b in line[:512]):
         return "binary"
-    if line.count(b'"') % 2 or not line.rstrip().endswith((b'"', b"]")) and b'"' in line:
+    quotes = line.count(b'"') - line.count(b'\\"')
+    if 0 < quotes < expected_quotes or quotes % 2:
         return "truncated"
     return "format"
 
@@ -124,6 +132,7 @@ class LineParser:
 
     def __init__(self, fmt: str, capture: Iterable[str] | None = None, *, force_fallback: bool = False):
         self.format = resolve_nickname(fmt)
+        self._quotes = self.format.count('"')
         wanted = frozenset(FIELDS if capture is None else capture)
         self.fallback = force_fallback
         if not force_fallback:
@@ -186,11 +195,14 @@ class LineParser:
             self._reject_gap(chunk[position:], rejected)
         return tuples, rejected
 
-    @staticmethod
-    def _reject_gap(gap: bytes, rejected: list[tuple[str, bytes]]) -> None:
+    def reason(self, line: bytes) -> str:
+        """Why *line* did not parse (see :func:`reject_reason`)."""
+        return reject_reason(line, self._quotes) if line else "empty"
+
+    def _reject_gap(self, gap: bytes, rejected: list[tuple[str, bytes]]) -> None:
         # A gap is whole lines, each ended by a newline.
         for line in gap.split(b"\n")[:-1]:
-            rejected.append((reject_reason(line) if line else "empty", line))
+            rejected.append((self.reason(line), line))
 
     # -- apache-log-parser fallback ------------------------------------------------
 
@@ -232,7 +244,7 @@ class LineParser:
         for line in chunk.split(b"\n")[:-1]:
             parsed = None if len(line) > MAX_LINE_BYTES else self._parse_fallback(line)
             if parsed is None:
-                rejected.append((reject_reason(line), line))
+                rejected.append((self.reason(line), line))
             else:
                 tuples.append(parsed)
         return tuples, rejected

@@ -120,9 +120,7 @@ class Pipeline:
         parsed = self.parser.parse_line(line)
         out: dict[tuple, int] = {}
         if parsed is None:
-            from .parsing import reject_reason
-
-            reason = reject_reason(line)
+            reason = self.parser.reason(line)
             self.rejected[reason] += 1
             say(f"rejected: {reason}")
             return out

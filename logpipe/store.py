@@ -12,6 +12,12 @@ Each flush sends, per server, pipelined meta commands (memcached
   if missing (``NS`` when it exists), then append the new values to it.
 * ``mn`` — answers ``MN``, the end of the batch's replies.
 
+The batch exchange uses its own small socket code (:class:`_BatchConnection`):
+pymemcache 4.0.0's ``raw_command`` reads through ``_readsegment``, which drops
+what it has buffered when a reply spans more than one ``recv`` (measured
+here: a 4,000-command batch came back as 6 replies), so it cannot carry a
+batch.  pymemcache's ``Client`` is used for reads (``get_many``, ``stats``).
+
 Keys go to servers by rendezvous hashing with the node names pymemcache's
 ``HashClient`` uses (``host:port`` or the socket path), so an application
 reading with ``HashClient(servers)`` finds every key.
@@ -43,11 +49,13 @@ BATCH_COMMANDS = 4000
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 
-_ERRORS = (MemcacheError, OSError)
 
 
 class StoreError(Exception):
     """A memcached server could not be reached or answered badly."""
+
+
+_ERRORS = (MemcacheError, OSError, StoreError)
 
 
 def node_name(server: tuple[str, int] | str) -> str:
@@ -57,11 +65,69 @@ def node_name(server: tuple[str, int] | str) -> str:
     return server
 
 
+class _BatchConnection:
+    """A socket to one memcached server for pipelined meta-command batches.
+
+    Args:
+        spec: ``(host, port)`` or a unix socket path.
+        timeout: seconds for each send and receive.
+        connect_timeout: seconds to connect.
+    """
+
+    def __init__(self, spec, timeout: float, connect_timeout: float):
+        self.spec = spec
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.sock: socket.socket | None = None
+
+    def _connect(self) -> socket.socket:
+        if isinstance(self.spec, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.connect_timeout)
+            sock.connect(self.spec)
+        else:
+            sock = socket.create_connection(tuple(self.spec), timeout=self.connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.timeout)
+        return sock
+
+    def exchange(self, body: bytes) -> bytes:
+        """Send *body* (commands ending with ``mn``) and return the replies before ``MN``.
+
+        Raises:
+            OSError: connect, send or receive failed or timed out (the
+                connection is closed).
+            StoreError: the server closed the connection mid-reply.
+        """
+        try:
+            if self.sock is None:
+                self.sock = self._connect()
+            self.sock.sendall(body + b"mn\r\n")
+            reply = bytearray()
+            while not reply.endswith(b"MN\r\n"):
+                data = self.sock.recv(65536)
+                if not data:
+                    raise StoreError("connection closed by the server")
+                reply += data
+            return bytes(reply[:-4])
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+
 class _Server:
-    """One memcached server: its client, and its back-off state."""
+    """One memcached server: its connections, and its back-off state."""
 
     def __init__(self, spec, timeout: float, connect_timeout: float):
         self.name = node_name(spec)
+        self.batch = _BatchConnection(spec, timeout, connect_timeout)
         self.client = Client(
             spec if isinstance(spec, str) else tuple(spec),
             timeout=timeout,
@@ -79,6 +145,7 @@ class _Server:
         self.failures += 1
         self.last_error = f"{type(error).__name__}: {error}".strip()
         self.retry_at = now + min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 1))
+        self.batch.close()
         self.client.close()
 
     def succeeded(self, now: float, rtt: float) -> None:
@@ -162,10 +229,7 @@ class CounterStore:
 
     @staticmethod
     def _round_trip(server: _Server, commands: list[bytes]) -> list[bytes]:
-        # raw_command appends "\r\n" after the body: the final "mn" gets it.
-        body = b"".join(commands) + b"mn"
-        reply = server.client.raw_command(body, b"MN\r\n")
-        return reply.split(b"\r\n")
+        return server.batch.exchange(b"".join(commands)).split(b"\r\n")
 
     @staticmethod
     def _apply_replies(keys, replies: list[bytes], done_counts: set, done_appends: set) -> None:
@@ -226,7 +290,7 @@ class CounterStore:
             entry = {"ok": False, "rtt": None, "error": None, "evictions": None, "uptime": None}
             try:
                 start = time.monotonic()
-                server.client.raw_command(b"mn", b"MN\r\n")
+                server.batch.exchange(b"")
                 entry["rtt"] = time.monotonic() - start
                 stats = server.client.stats()
                 entry["evictions"] = int(stats.get(b"evictions", 0))
@@ -234,6 +298,7 @@ class CounterStore:
                 entry["ok"] = True
             except _ERRORS as exc:
                 entry["error"] = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+                server.batch.close()
                 server.client.close()
             report[server.name] = entry
         return report
@@ -241,6 +306,7 @@ class CounterStore:
     def close(self) -> None:
         """Close every connection."""
         for server in self.servers:
+            server.batch.close()
             server.client.close()
 
 

@@ -35,7 +35,7 @@ from crawlerdetect import CrawlerDetect
 from ua_parser import Domain, load_lazy_builtins
 from ua_parser.regex import Resolver as RustResolver  # needs ua-parser-rs
 
-__all__ = ["Agent", "UserAgentClassifier", "OTHER", "is_bot", "unescape_logged"]
+__all__ = ["Agent", "UserAgentClassifier", "OTHER", "is_bot"]
 
 #: Family used when ua-parser has no match (ua-parser's own default name).
 OTHER = "Other"
@@ -62,35 +62,6 @@ class Agent(NamedTuple):
 
 
 _EMPTY_AGENT = Agent(OTHER, OTHER, None)
-
-# Apache's ap_escape_logitem: \" \\ \xhh and \b \n \r \t \v (nginx writes \xhh too).
-_ESCAPE = re.compile(rb'\\(x[0-9A-Fa-f]{2}|["\\bnrtv])')
-_SIMPLE_ESCAPES = {b'"': b'"', b"\\": b"\\", b"b": b"\b", b"n": b"\n",
-                   b"r": b"\r", b"t": b"\t", b"v": b"\v"}
-
-
-def _unescape_one(m: re.Match[bytes]) -> bytes:
-    code = m.group(1)
-    if len(code) == 3:
-        return bytes((int(code[1:], 16),))
-    return _SIMPLE_ESCAPES[code]
-
-
-def unescape_logged(text: str) -> str:
-    """Undo Apache's log escaping (``\\xhh``, ``\\"``, ``\\\\``, ``\\n``...).
-
-    Args:
-        text: a quoted field as it appears in the log, without the quotes.
-
-    Returns:
-        The header as the client sent it; the bytes are decoded as UTF-8 with
-        U+FFFD for invalid sequences.  Text without a backslash is returned as is.
-    """
-    if "\\" not in text:
-        return text
-    raw = _ESCAPE.sub(_unescape_one, text.encode("utf-8", "surrogateescape"))
-    return raw.decode("utf-8", "replace")
-
 
 # Bot naming --------------------------------------------------------------
 
@@ -207,9 +178,9 @@ class UserAgentClassifier:
         """Return the :class:`Agent` of one User-Agent header.
 
         Args:
-            user_agent: the ``%{User-Agent}i`` field as logged (Apache's
-                ``\\xhh``/``\\"``/``\\\\`` escapes are undone on a miss), ``-``
-                or ``""`` when the header was missing.
+            user_agent: the User-Agent header with Apache's log escapes
+                already undone (``logpipe.parsing.unescape``); ``-`` or ``""``
+                when the header was missing.  Used verbatim as the cache key.
 
         Returns:
             ``Agent(browser, platform, bot)``; ``bot`` is ``None`` unless
@@ -235,7 +206,7 @@ class UserAgentClassifier:
         return agent
 
     def _classify_uncached(self, user_agent: str) -> Agent:
-        ua = unescape_logged(user_agent).strip()
+        ua = user_agent.strip()
         if not ua or ua == "-":
             return _EMPTY_AGENT
         result = self._resolver(ua, _DOMAINS)
