@@ -208,7 +208,7 @@ class Classifier:
                 key = (day, "platform", site, agent.platform)
                 out[key] = get(key, 0) + n
         if self._referrers is not None:
-            ref = self._classify_referrer(fields[self._iref], site)
+            ref = self._classify_referrer(fields[self._ireferer], site)
             if ref.url is not None and self._count_referrer:
                 key = (day, "referrer", site, ref.url)
                 out[key] = get(key, 0) + n
