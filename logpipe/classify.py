@@ -245,7 +245,7 @@ class Classifier:
         if ref is None:
             if len(self._referrer_cache) > 50_000:
                 self._referrer_cache.clear()
-            ref = self._referrer_cache[cache_key] = self._referrers.classify(raw.decode("latin-1"), site)
+            ref = self._referrer_cache[cache_key] = self._referrers.classify(raw, site)
         return ref
 
     def _path_facts(self, path: bytes, query: bytes) -> tuple[str | None, bool, bool]:

@@ -94,19 +94,20 @@ def _unescape_one(m: re.Match[bytes]) -> bytes:
     return _SIMPLE_ESCAPES[code]
 
 
-def unescape_logged(text: str) -> bytes:
+def unescape_logged(text: str | bytes) -> bytes:
     """Undo Apache's log escaping and return the header's bytes.
 
     Args:
-        text: a quoted log field without its quotes, e.g. ``http://x/\\xc3\\xa9``.
-            Apache writes only ASCII; other characters are taken as UTF-8 text
-            (lone surrogates from ``surrogateescape`` decoding become their bytes).
+        text: a quoted log field without its quotes, e.g. ``http://x/\\xc3\\xa9``,
+            as the log's bytes or as text.  Apache writes only ASCII; other
+            characters of a str are taken as UTF-8 text (lone surrogates from
+            ``surrogateescape`` decoding become their bytes).
 
     Returns:
         The bytes the client sent: ``\\xhh`` → one byte, ``\\"`` → ``"``,
         ``\\\\`` → ``\\``, ``\\n``/``\\t``/... → the control byte.
     """
-    raw = text.encode("utf-8", "surrogateescape")
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
     if b"\\" not in raw:
         return raw
     return _ESCAPE.sub(_unescape_one, raw)
@@ -184,8 +185,8 @@ def _load_engines(path: str | None = None) -> dict[str, _Engine]:
 def _site_key(host: str) -> str:
     """Host as compared for "internal": lowercase, no port, no trailing dot, no ``www.``."""
     host = host.strip().lower()
-    if host.startswith("["):
-        host = host[: host.find("]") + 1] if "]" in host else host
+    if host.startswith("["):  # [v6]:port → v6, as classify() reports IPv6 hosts
+        host = host[1:].partition("]")[0]
     elif host.count(":") == 1:
         host = host.partition(":")[0]
     host = host.rstrip(".")
@@ -254,13 +255,15 @@ class ReferrerClassifier:
         self._lock = threading.Lock()
         self.misses = 0
 
-    def classify(self, referer: str, own_host: str | None = None) -> Referrer:
+    def classify(self, referer: str | bytes, own_host: str | None = None) -> Referrer:
         """Return the :class:`Referrer` of one Referer header.
 
         Args:
             referer: the ``%{Referer}i`` field as logged, Apache escapes and all
                 (``\\xhh``, ``\\"``, ``\\\\`` are undone here); ``-`` or ``""``
-                when there was none.
+                when there was none.  The log's raw bytes are accepted too
+                (a str should be ASCII, or UTF-8 decoded with ``surrogateescape``;
+                not Latin-1, whose non-ASCII characters would be re-encoded).
             own_host: the request's virtual host (``%v`` or the Host header),
                 internal like *site_hosts*; ``None`` when unknown.
 
@@ -275,7 +278,7 @@ class ReferrerClassifier:
         except KeyError:
             return self._miss(key, referer, own_host)
 
-    def _miss(self, key: object, referer: str, own_host: str | None) -> Referrer:
+    def _miss(self, key: object, referer: str | bytes, own_host: str | None) -> Referrer:
         result = self._classify_uncached(referer, own_host)
         with self._lock:
             self.misses += 1
@@ -284,8 +287,8 @@ class ReferrerClassifier:
             self._cache[key] = result
         return result
 
-    def _classify_uncached(self, referer: str, own_host: str | None) -> Referrer:
-        if referer in ("-", ""):
+    def _classify_uncached(self, referer: str | bytes, own_host: str | None) -> Referrer:
+        if referer in ("-", "", b"-", b""):
             return NONE
         raw = unescape_logged(referer.strip())
         text = _UNSAFE.sub(lambda m: b"%%%02X" % m.group()[0], raw).decode("ascii")

@@ -13,7 +13,7 @@ Rules come from two maintained libraries, not from a table of our own:
   Wget, zgrab, feed fetchers, uptime monitors...
 
 A line is a bot when either says so (``libraries.md`` §3, "Recommended
-combination").  Both are slow on a miss (about 20 µs + 300 µs), so every
+combination").  Both are slow on a miss (about 30 µs + 300 µs), so every
 distinct string is classified once and kept in a dict; the worker sees a
 single dict lookup per line.
 
@@ -21,8 +21,9 @@ Empty user agents (``-`` as Apache logs a missing header, or ``""``) are *not*
 bots: browser and platform are ``"Other"``.  This is what GoAccess does by
 default (an unknown agent is "Unknown", a crawler only with
 ``--unknowns-as-crawlers``) and what Matomo does (Device Detector's
-``isBot()`` is false for an empty agent, and ``import_logs.py``'s excluded
-substrings do not match ``-``); logpipe follows both.
+``parse()`` skips an agent that is empty or has no letter, so ``isBot()`` is
+false and everything is "Unknown"; ``import_logs.py``'s excluded substrings do
+not match ``-``); logpipe follows both.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ _PLAIN_WORDS = re.compile(r"[A-Za-z][\w.\-]*(?: [\w.\-]+)*")
 def _clean(name: str) -> str:
     name = " ".join(name.split())
     name = _VERSION_TAIL.sub("", name).strip(" .-_:;,+()")
-    return name[:MAX_BOT_NAME]
+    return name[:MAX_BOT_NAME].rstrip(" .-_:;,+(")
 
 
 def _expand_token(ua: str, matched: str) -> str:
@@ -152,8 +153,13 @@ class UserAgentClassifier:
     Args:
         cache_size: how many distinct user agents to remember (default 8192).
             A few hundred distinct strings cover most traffic; when the cache
-            is full it is emptied and refilled (cheaper per hit than an LRU,
-            see the module's benchmark in the tests' docstring).
+            is full it is emptied and refilled.  Measured on the 64,186 lines
+            (1,648 distinct UAs) of ``shared/data/real``, a hit costs the same
+            ~50 ns per line in :meth:`classify` as through a bare
+            ``functools.lru_cache`` (15 interleaved passes), and 8,192 entries
+            never fill; an LRU saves misses only when the cache is much smaller
+            than the set of distinct agents (256 entries: 1,781 misses instead
+            of 2,218), and a miss costs about 0.37 ms.
 
     Raises:
         ValueError: *cache_size* is less than 1.
