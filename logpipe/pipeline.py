@@ -51,7 +51,8 @@ class Pipeline:
         self.lines = 0
         self.rejected: Counter = Counter()
         self.rejected_samples: list[tuple[str, bytes]] = []
-        self._indexed: dict[tuple[str, str, str | None], set[str]] = {}
+        # day (YYYY-MM-DD) → {(day, dimension, site): values already in the index}
+        self._indexed: dict[str, dict[tuple[str, str, str | None], set[str]]] = {}
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
         """Count the complete lines in *chunk* (which ends with ``\\n``).
@@ -146,10 +147,15 @@ class Pipeline:
         for (day, dimension, site, value), n in increments.items():
             key = counter_key(day, dimension, value, site=site, prefix=prefix)
             counts[key] = counts.get(key, 0) + n
-            seen = self._indexed.get((day, dimension, site))
+            heads = self._indexed.get(day[:10])
+            if heads is None:
+                heads = self._indexed[day[:10]] = {}
+                # Lines from three days ago no longer arrive: keep memory bounded.
+                for old in sorted(self._indexed)[:-3]:
+                    del self._indexed[old]
+            seen = heads.get((day, dimension, site))
             if seen is None:
-                seen = self._indexed[(day, dimension, site)] = set()
-                self._trim_index_memory(day)
+                seen = heads[(day, dimension, site)] = set()
             if value not in seen:
                 seen.add(value)
                 appends.setdefault(index_key(day, dimension, value, site=site, prefix=prefix), []).append(value)
@@ -158,10 +164,3 @@ class Pipeline:
     def forget_index(self) -> None:
         """Forget which values were appended to the indexes."""
         self._indexed.clear()
-
-    def _trim_index_memory(self, newest_day: str) -> None:
-        # Lines from two days ago no longer arrive; keep the memory bounded.
-        days = sorted({d[:10] for d, _, _ in self._indexed})
-        for old in days[:-3]:
-            for head in [h for h in self._indexed if h[0][:10] == old]:
-                del self._indexed[head]
