@@ -118,3 +118,18 @@ def test_index_and_reader_top(memcached):
     assert [(e.value, e.count) for e in reader.top("url", DAY, 2)] == [("/b", 9), ("/a", 5)]
     assert reader.hits("/b/", DAY) == 9
     assert reader.count("url", "/none", DAY) == 0
+
+
+def test_posts_last_hour_reads_this_and_the_previous_hour(memcached):
+    import datetime as dt
+
+    from logpipe.keys import counter_key
+
+    store = CounterStore(parse_servers(memcached.spec))
+    now = dt.datetime(2026, 11, 21, 14, 30)
+    store.flush({counter_key("2026-11-21T14", "post_ip", "203.0.113.5"): 3,
+                 counter_key("2026-11-21T13", "post_ip", "203.0.113.5"): 2,
+                 counter_key("2026-11-21T12", "post_ip", "203.0.113.5"): 9}, {})
+    reader = Reader(memcached.spec)
+    assert reader.posts_last_hour("203.0.113.5", now=now) == 5
+    assert reader.posts_last_hour("198.51.100.1", now=now) == 0
