@@ -163,10 +163,14 @@ class CounterStore:
         ttl: exptime of created items, in seconds (≤ 30 days).
         timeout: seconds for every socket operation after connecting.
         connect_timeout: seconds to connect.
+        ttl_by_dimension: exptimes for some dimensions, e.g. ``{"post_ip": 7200}``
+            (the dimension is the key's third ``:`` field).
     """
 
-    def __init__(self, servers, ttl: int = 86400, timeout: float = 0.5, connect_timeout: float = 0.5):
+    def __init__(self, servers, ttl: int = 86400, timeout: float = 0.5, connect_timeout: float = 0.5,
+                 ttl_by_dimension: dict[str, int] | None = None):
         self.ttl = ttl
+        self.ttl_by_dimension = dict(ttl_by_dimension or {})
         self.servers = [_Server(s, timeout, connect_timeout) for s in servers]
         self._by_name = {s.name: s for s in self.servers}
         self._hash = RendezvousHash()
@@ -196,9 +200,11 @@ class CounterStore:
         per_server: dict[_Server, list[bytes]] = defaultdict(list)
         per_server_keys: dict[_Server, list[tuple[str, bool]]] = defaultdict(list)
         ttl = self.ttl
+        special = self.ttl_by_dimension
         for key, n in counts.items():
             server = self.server_for(key)
-            per_server[server].append(b"ma %s N%d J%d D%d\r\n" % (key.encode(), ttl, n, n))
+            key_ttl = special.get(key.split(":", 3)[2].partition("@")[0], ttl) if special else ttl
+            per_server[server].append(b"ma %s N%d J%d D%d\r\n" % (key.encode(), key_ttl, n, n))
             per_server_keys[server].append((key, False))
         for key, values in appends.items():
             server = self.server_for(key)

@@ -49,7 +49,8 @@ class Worker:
         self.data_fd = data_fd
         self.ctrl_fd = ctrl_fd
         self.pipeline = Pipeline(settings)
-        self.store = CounterStore(settings.servers(), settings.ttl, settings.timeout, settings.connect_timeout)
+        self.store = CounterStore(settings.servers(), settings.ttl, settings.timeout, settings.connect_timeout,
+                                  ttl_by_dimension={"post_ip": settings.post_ip_ttl})
         self.pending: dict[str, int] = {}
         self.pending_appends: dict[str, list[str]] = {}
         self.offset = 0

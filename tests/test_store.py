@@ -125,7 +125,7 @@ def test_posts_last_hour_reads_this_and_the_previous_hour(memcached):
 
     from logpipe.keys import counter_key
 
-    store = CounterStore(parse_servers(memcached.spec))
+    store = CounterStore(parse_servers(memcached.spec), ttl_by_dimension={"post_ip": 7200})
     now = dt.datetime(2026, 11, 21, 14, 30)
     store.flush({counter_key("2026-11-21T14", "post_ip", "203.0.113.5"): 3,
                  counter_key("2026-11-21T13", "post_ip", "203.0.113.5"): 2,
@@ -133,3 +133,4 @@ def test_posts_last_hour_reads_this_and_the_previous_hour(memcached):
     reader = Reader(memcached.spec)
     assert reader.posts_last_hour("203.0.113.5", now=now) == 5
     assert reader.posts_last_hour("198.51.100.1", now=now) == 0
+    assert 7190 <= _ttl(memcached, counter_key("2026-11-21T14", "post_ip", "203.0.113.5")) <= 7200
