@@ -120,7 +120,7 @@ from typing import Any, Callable, Optional
 
 from logpipe.config import Settings, warn
 
-__all__ = ["run", "EXIT_RECYCLE", "EXIT_WORKER_EXCEPTION", "STATUS_SCHEMA"]
+__all__ = ["run", "set_pipe_size", "EXIT_RECYCLE", "EXIT_WORKER_EXCEPTION", "STATUS_SCHEMA"]
 
 #: Worker exit code asking for a recycle (not a crash).
 EXIT_RECYCLE = 3
@@ -618,15 +618,22 @@ class _Supervisor:
             if not data:
                 return
         if self.tail:
-            data = self.tail + data
+            first = data.find(b"\n")
+            if first >= 0 and len(self.tail) + first > MAX_LINE:
+                # the partial line ends here but is too long: drop it, keep the rest
+                self.tail = b""
+                self._too_long(now)
+                data = data[first + 1:]
+                if not data:
+                    return
+            else:
+                data = self.tail + data
         cut = data.rfind(b"\n")
         if cut < 0:
             if len(data) > MAX_LINE:
                 self.tail = b""
                 self.skipping = True
-                self.too_long_lines += 1
-                self.limiter.say("toolong", f"line longer than {MAX_LINE} bytes dropped "
-                                 f"({self.too_long_lines} so far)", now)
+                self._too_long(now)
             else:
                 self.tail = data
             return
@@ -636,6 +643,11 @@ class _Supervisor:
         else:
             self.tail = data[cut + 1:]
             self._accept(data[:cut + 1], now)
+
+    def _too_long(self, now: float) -> None:
+        self.too_long_lines += 1
+        self.limiter.say("toolong", f"line longer than {MAX_LINE} bytes dropped "
+                         f"({self.too_long_lines} so far)", now)
 
     def _accept(self, chunk: bytes, now: float) -> None:
         """Archive a chunk of complete lines, then spool it for the worker (or drop it)."""
@@ -890,7 +902,8 @@ class _Supervisor:
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             except BaseException as exc:
-                warn(f"worker failed: {type(exc).__name__}: {exc}")
+                text = " ".join(str(exc).split())[:300]
+                warn(f"worker failed: {type(exc).__name__}: {text}")
                 code = EXIT_WORKER_EXCEPTION
             if not 0 <= code <= 255:
                 code = EXIT_WORKER_EXCEPTION
@@ -945,6 +958,7 @@ class _Supervisor:
             self.last_exit["hung"] = True
             what = "was killed (no heartbeat)"
         lived = now - w.started
+        self.next_status = now  # report the exit promptly
         if self.finishing and code == 0 and w.eof_sent:
             # It read EOF, flushed and said so by exiting 0: whatever it did not ack is done.
             self.replay.clear()
