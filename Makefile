@@ -44,5 +44,75 @@ test-faults: deps venv
 bench: deps venv
 	$(VPY) -m bench.run
 
+# -- install / uninstall ---------------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=] [LOGPIPE_HOME=$(PREFIX)/lib/logpipe]
+#              [APACHE_CONF_DIR=/etc/apache2/conf-available] [INSTALL_PACKAGE=yes|no]
+#   - logpipe and its libraries into a virtualenv of its own, $(LOGPIPE_HOME), and
+#     $(PREFIX)/bin/logpipe linked to its script (Debian's Python refuses a system-wide pip
+#     install, PEP 668). INSTALL_PACKAGE=no skips this part.
+#   - the systemd units into $(SYSTEMD_DIR), their ExecStart= pointed at $(PREFIX)/bin/logpipe;
+#     the tmpfiles.d entry (the status directory) into $(TMPFILES_DIR)/logpipe.conf;
+#   - the Apache snippet into $(APACHE_CONF_DIR)/logpipe.conf, unless one is there (never
+#     overwritten). Nothing is enabled: the last lines printed say how.
+# make uninstall removes all of that (an edited Apache snippet is kept), after disabling the
+# timers; it refuses while the snippet is enabled in Apache, whose start would then fail.
+install uninstall: LOGPIPE_HOME ?= $(PREFIX)/lib/logpipe
+install uninstall: APACHE_CONF_DIR ?= /etc/apache2/conf-available
+install uninstall: INSTALL_PACKAGE ?= yes
+install uninstall: UNITS = $(notdir $(wildcard systemd/*.service systemd/*.timer))
+
+install:
+	@set -e; \
+	home='$(DESTDIR)$(LOGPIPE_HOME)'; \
+	if [ '$(INSTALL_PACKAGE)' = yes ]; then \
+	  echo "installing logpipe into the virtualenv $$home"; \
+	  $(PYTHON) -m venv "$$home"; \
+	  "$$home/bin/python" -m pip install -q --upgrade .; \
+	  if [ -n '$(DESTDIR)' ]; then sed -i '1s|^#!$(DESTDIR)/|#!/|' "$$home/bin/logpipe"; fi; \
+	  install -d '$(DESTDIR)$(PREFIX)/bin'; \
+	  ln -sfn '$(LOGPIPE_HOME)/bin/logpipe' '$(DESTDIR)$(PREFIX)/bin/logpipe'; \
+	fi; \
+	install -d '$(DESTDIR)$(SYSTEMD_DIR)' '$(DESTDIR)$(TMPFILES_DIR)' '$(DESTDIR)$(APACHE_CONF_DIR)'; \
+	for unit in $(UNITS); do \
+	  sed 's|/usr/local/bin/logpipe|$(PREFIX)/bin/logpipe|g' "systemd/$$unit" > '$(DESTDIR)$(SYSTEMD_DIR)/'"$$unit"; \
+	  chmod 0644 '$(DESTDIR)$(SYSTEMD_DIR)/'"$$unit"; \
+	done; \
+	install -m 0644 systemd/logpipe.tmpfiles '$(DESTDIR)$(TMPFILES_DIR)/logpipe.conf'; \
+	echo "installed $(UNITS) into $(DESTDIR)$(SYSTEMD_DIR), logpipe.conf into $(DESTDIR)$(TMPFILES_DIR)"; \
+	conf='$(DESTDIR)$(APACHE_CONF_DIR)/logpipe.conf'; \
+	if [ -e "$$conf" ]; then echo "kept $$conf (not overwritten; compare with apache/logpipe.conf)"; \
+	else sed 's|/usr/local/bin/logpipe|$(PREFIX)/bin/logpipe|g' apache/logpipe.conf > "$$conf"; \
+	  chmod 0644 "$$conf"; echo "installed $$conf"; fi; \
+	if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then \
+	  systemctl daemon-reload; systemd-tmpfiles --create '$(TMPFILES_DIR)/logpipe.conf'; \
+	fi; \
+	echo "next: edit $(APACHE_CONF_DIR)/logpipe.conf (memcached address), then"; \
+	echo "  a2enconf logpipe && apache2ctl configtest && systemctl reload apache2"; \
+	echo "  systemctl enable --now logpipe-health.timer   # and logpipe-rollup.timer with --archive"
+
+uninstall:
+	@set -e; \
+	conf='$(DESTDIR)$(APACHE_CONF_DIR)/logpipe.conf'; \
+	if [ -e "$${conf%/*}/../conf-enabled/logpipe.conf" ]; then \
+	  echo "logpipe is enabled in Apache ($${conf%/*}/../conf-enabled/logpipe.conf): Apache would fail"; \
+	  echo "to start without it. First: a2disconf logpipe && systemctl reload apache2"; exit 1; \
+	fi; \
+	if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then \
+	  systemctl disable --now logpipe-health.timer logpipe-rollup.timer 2>/dev/null || true; \
+	fi; \
+	for unit in $(UNITS); do rm -f '$(DESTDIR)$(SYSTEMD_DIR)/'"$$unit"; done; \
+	rm -f '$(DESTDIR)$(TMPFILES_DIR)/logpipe.conf'; \
+	echo "removed $(UNITS) from $(DESTDIR)$(SYSTEMD_DIR), logpipe.conf from $(DESTDIR)$(TMPFILES_DIR)"; \
+	if [ -e "$$conf" ]; then \
+	  if sed 's|/usr/local/bin/logpipe|$(PREFIX)/bin/logpipe|g' apache/logpipe.conf | cmp -s - "$$conf"; \
+	  then rm -f "$$conf"; echo "removed $$conf"; else echo "kept $$conf: it was edited"; fi; \
+	fi; \
+	link='$(DESTDIR)$(PREFIX)/bin/logpipe'; \
+	if [ -L "$$link" ] && [ "$$(readlink "$$link")" = '$(LOGPIPE_HOME)/bin/logpipe' ]; then rm -f "$$link"; fi; \
+	home='$(DESTDIR)$(LOGPIPE_HOME)'; \
+	if [ -f "$$home/pyvenv.cfg" ]; then rm -rf "$$home"; echo "removed $$home"; fi; \
+	if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	echo "left in place: /run/logpipe, /var/lib/logpipe (the history database), any --archive files"
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
