@@ -149,6 +149,8 @@ class Classifier:
             return
         cached = self._paths.get((path, query))
         if cached is None:
+            if len(self._paths) > 100_000:  # bounded: one day of a large site's URLs
+                self._paths.clear()
             cached = self._paths[(path, query)] = self._path_facts(path, query)
         value, static, excluded = cached
         if value is None:

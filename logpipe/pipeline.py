@@ -21,7 +21,12 @@ try:  # the C helper behind Counter.update(iterable)
 except ImportError:  # pragma: no cover - other Pythons
     from collections import _count_elements  # type: ignore[attr-defined]
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "RAW_LIMIT"]
+
+#: Distinct field tuples held before they are classified ahead of the flush.
+#: Each tuple holds its own copy of the path, Referer and User-Agent bytes, so
+#: a burst of distinct URLs would otherwise grow memory until the next flush.
+RAW_LIMIT = 20_000
 
 
 class Pipeline:
@@ -41,6 +46,7 @@ class Pipeline:
         self.parser = LineParser(settings.format, needed_fields(settings), force_fallback=force_fallback)
         self.classifier = Classifier(settings, self.parser.fields)
         self.raw: dict[tuple, int] = {}
+        self._classified: dict[tuple, int] = {}
         self.posts: dict[tuple[bytes, bytes, bytes], int] = {}
         self._post_parser = None
         if "post_ip" in settings.dimension_set():
@@ -63,6 +69,8 @@ class Pipeline:
         tuples, rejected = self.parser.scan(chunk)
         self.lines += len(tuples) + len(rejected)
         _count_elements(self.raw, tuples)
+        if len(self.raw) > RAW_LIMIT:
+            self._classify_raw()
         for reason, _line in rejected:
             self.rejected[reason] += 1
         if self._post_parser is not None and b"POST " in chunk:
@@ -104,16 +112,20 @@ class Pipeline:
         Returns:
             ``{(day, dimension, site, value): n}`` increments.
         """
-        raw, self.raw = self.raw, {}
-        out: dict[tuple, int] = {}
-        add = self.classifier.add
-        for fields, n in raw.items():
-            add(fields, n, out)
+        self._classify_raw()
+        out, self._classified = self._classified, {}
         if self.posts:
             posts, self.posts = self.posts, {}
             for (day, hour, ip), n in posts.items():
                 self.classifier.add_post(day, hour, ip, n, out)
         return out
+
+    def _classify_raw(self) -> None:
+        raw, self.raw = self.raw, {}
+        out = self._classified
+        add = self.classifier.add
+        for fields, n in raw.items():
+            add(fields, n, out)
 
     def explain_line(self, line: bytes, say: Callable[[str], None]) -> dict[tuple, int]:
         """Classify one line on its own, calling *say* with each decision."""
