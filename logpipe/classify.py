@@ -129,7 +129,7 @@ class Classifier:
             key = (day, "status", site, status_raw.decode("ascii"))
             out[key] = get(key, 0) + n
         method = fields[self._imethod] if self._imethod is not None else None
-        if method is not None:
+        if method:  # None from parse_line, b"" from scan: the request line had another shape
             path = fields[self._ipath]
             query = (fields[self._iquery] or b"") if self._iquery is not None else b""
         else:

@@ -41,6 +41,7 @@ _MONTHS = {
 _ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"v": b"\v",
                    b'"': b'"', b"\\": b"\\"}
+_LAST = operator.itemgetter(-1)
 _METHOD = re.compile(rb"[A-Z][A-Z0-9_-]*\Z")
 _PROTOCOL = re.compile(rb"HTTP/\d(?:\.\d)?\Z")
 
@@ -145,6 +146,11 @@ class LineParser:
             return
         self.fields: tuple[str, ...] = compiled.fields
         self._chunk_regex = compiled.chunk_regex
+        # The same body with a catch-all alternative: findall returns one
+        # tuple per line, a bad line as empty fields plus its text last (an
+        # unmatched group is b"" with findall, not None).
+        body = compiled.chunk_regex.pattern[1:-1]
+        self._catch_all = re.compile(rb"^(?:" + body + rb"|(.+))$", re.MULTILINE)
         self._line_regex = compiled.line_regex
         count = len(self.fields)
         if count == 0:
@@ -157,17 +163,25 @@ class LineParser:
     def scan(self, chunk: bytes) -> tuple[list[tuple], list[tuple[str, bytes]]]:
         """Parse a buffer of complete lines (each ending in ``\\n``).
 
+        Fields the line does not have are ``b""`` here (``None`` from
+        :meth:`parse_line`); the tuples of the fast path carry one more item
+        at the end (always ``b""``).
+
         Returns:
             ``(tuples, rejected)``: one tuple per parsed line, and
             ``(reason, line)`` for each line that did not parse.
         """
         if self.fallback:
             return self._scan_fallback(chunk)
-        tuples = list(map(self._getter, self._chunk_regex.finditer(chunk)))
-        lines = chunk.count(b"\n")
-        if len(tuples) == lines:
+        if not self.fields:  # findall would return bare strings, not tuples
+            return self._scan_slow(chunk)
+        # endpos before the last newline: no empty match after it.
+        tuples = self._catch_all.findall(chunk, 0, len(chunk) - 1)
+        if len(tuples) != chunk.count(b"\n"):  # an empty line
+            return self._scan_slow(chunk)
+        if not any(map(_LAST, tuples)):
             return tuples, []
-        return self._scan_slow(chunk)
+        return ([t for t in tuples if not t[-1]], [(self.reason(t[-1]), t[-1]) for t in tuples if t[-1]])
 
     def parse_line(self, line: bytes) -> tuple | None:
         """Parse one line (without its newline); None when it does not match."""
