@@ -38,8 +38,10 @@ demo: deps venv
 test: deps venv
 	$(VPY) -m pytest -q
 
+# The fault-injection scenarios (pytest marker `faults`, also part of `make test`), then the
+# reliability table they measured (bench/out/reliability.md; the README's "Reliability").
 test-faults: deps venv
-	$(VPY) -m pytest -q -m faults
+	@$(VPY) -m pytest -q -m faults; status=$$?; echo; $(VPY) tests/faults_report.py; exit $$status
 
 bench: deps venv
 	$(VPY) -m bench.run

@@ -251,8 +251,15 @@ class Classifier:
         return ref
 
     def _path_facts(self, path: bytes, query: bytes) -> tuple[str | None, bool, bool]:
-        """(normalized value or None, is static, is excluded) for a request target."""
-        raw = unescape(path)
+        """(normalized value or None, is static, is excluded) for a request target.
+
+        *path* and *query* are the bytes the client sent: the fast parser's
+        path has no escapes (its pattern excludes ``\\``) and
+        :func:`~logpipe.parsing.split_request` has already undone them, so
+        nothing is unescaped here (a second pass would read a literal
+        backslash as an escape).
+        """
+        raw = path
         if raw.startswith((b"http://", b"https://")):
             # absolute-form request target (RFC 9112 §3.2.2): keep its path.
             slash = raw.find(b"/", raw.find(b"//") + 2)
@@ -266,7 +273,7 @@ class Classifier:
         static = lower in _ALWAYS_STATIC or (dot > 0 and last[dot:] in self._static_ext)
         excluded = any(fnmatch.fnmatchcase(value, glob) for glob in self._exclude_path)
         if query and self._keep_params:
-            kept = [(k, v) for k, v in parse_qsl(unescape(query)[1:].decode("latin-1"), keep_blank_values=True)
+            kept = [(k, v) for k, v in parse_qsl(query[1:].decode("latin-1"), keep_blank_values=True)
                     if k in self._keep_params]
             if kept:
                 value = value + "?" + urlencode(sorted(kept))

@@ -13,6 +13,16 @@ second while its pipe fills, so it reports once and keeps draining stdin.
 
 from __future__ import annotations
 
+import signal as _signal
+import sys as _sys
+
+if (_sys.argv[0].rsplit("/", 1)[-1] == "logpipe" and "--dry-run" not in _sys.argv
+        and (len(_sys.argv) < 2 or _sys.argv[1].startswith("-"))):
+    # The daemon started by httpd: a graceful restart SIGTERMs it and expects it to read on
+    # until EOF.  Ignore SIGTERM before the imports below (tens of ms, more under load): a
+    # SIGTERM in that window would kill it with Apache's lines still in the pipe (lost).
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+
 import argparse
 import dataclasses
 import importlib

@@ -25,8 +25,11 @@ reading with ``HashClient(servers)`` finds every key.
 Delivery: a batch whose replies all arrived is applied exactly once.  A batch
 that fails (connection refused, timeout, closed) keeps its counts for a retry
 with back-off; if the failure came after the server had read the batch (a
-timeout while waiting for replies) the retry counts that batch twice.  The
-README's "Delivery" section measures how often.
+timeout while waiting for replies) the retry counts that batch twice.  A new
+connection carries a batch only after the server answered a no-op (``mn``):
+a frozen server (SIGSTOP, swapping) still accepts connections and buffers
+what they send, so without it every retry would count once more when it
+wakes.  The README's "Reliability" section measures both.
 """
 
 from __future__ import annotations
@@ -102,17 +105,26 @@ class _BatchConnection:
         try:
             if self.sock is None:
                 self.sock = self._connect()
-            self.sock.sendall(body + b"mn\r\n")
-            reply = bytearray()
-            while not reply.endswith(b"MN\r\n"):
-                data = self.sock.recv(65536)
-                if not data:
-                    raise StoreError("connection closed by the server")
-                reply += data
-            return bytes(reply[:-4])
+                if body:
+                    # A frozen server (SIGSTOP, swap) still accepts connections and buffers
+                    # what is sent, and applies it when it wakes: a batch sent on each retry
+                    # would be counted once per retry.  A new connection carries a batch only
+                    # after the server answered a no-op.
+                    self._send_and_read(b"")
+            return self._send_and_read(body)
         except BaseException:
             self.close()
             raise
+
+    def _send_and_read(self, body: bytes) -> bytes:
+        self.sock.sendall(body + b"mn\r\n")
+        reply = bytearray()
+        while not reply.endswith(b"MN\r\n"):
+            data = self.sock.recv(65536)
+            if not data:
+                raise StoreError("connection closed by the server")
+            reply += data
+        return bytes(reply[:-4])
 
     def close(self) -> None:
         if self.sock is not None:

@@ -50,6 +50,9 @@ worker gets SIGTERM when the supervisor dies.
   recycle (over ``--max-rss``, flushed and acked; a new worker starts at once,
   not a crash); anything else, or death by a signal, is a crash.  An
   exception escaping ``worker_main`` is logged in one line and exits 70.
+  A crashed worker that had confirmed a flush (acked) is restarted at once
+  (killed, hung, out of memory: it was working); one that dies before its
+  first ack is a crash loop: restarts back off 0.25 s doubling to 30 s.
 * On SIGTERM the worker flushes what it holds and exits.  The supervisor
   sends SIGKILL only to a hung worker, or at the end of the final deadline.
 
@@ -378,6 +381,7 @@ class _Supervisor:
         os.environ.pop("NOTIFY_SOCKET", None)  # httpd's, never ours to write to
         self._install_signals()
         self.pipe_size = set_pipe_size(0, self.settings.pipe_size)
+        _load_prctl()  # imports ctypes: before --user, which may not read the Python install
         self._prepare_status_and_user()
         self._start_worker(time.monotonic())
         self._write_status()
@@ -979,7 +983,9 @@ class _Supervisor:
         elif code == 0:
             what = "exited before the end of input"
         self.restarts.append(wall)
-        delay = self._schedule_restart(now, crashed_after=lived)
+        # A worker that confirmed a flush was doing its job (killed, hung, out of memory):
+        # restart it at once.  Back-off is for workers that die before getting anywhere.
+        delay = self._schedule_restart(now, crashed_after=STABLE_AFTER if w.acked else lived)
         when = "now" if delay == 0 else f"in {delay:g} s"
         self.limiter.say("crash", f"worker {w.pid} {what}; restarting {when} "
                          f"({len(self.restarts)} restarts in the last hour)", now)
@@ -987,7 +993,8 @@ class _Supervisor:
             self._start_worker(now)
 
     def _schedule_restart(self, now: float, crashed_after: float) -> float:
-        """Exponential back-off: at once, then 0.25 s doubling to 30 s; reset after 10 s of life."""
+        """Exponential back-off: at once, then 0.25 s doubling to 30 s; reset by a worker that
+        lived 10 s or confirmed a flush (*crashed_after* is then STABLE_AFTER)."""
         if crashed_after >= STABLE_AFTER:
             self.next_backoff = 0.0
         delay = self.next_backoff

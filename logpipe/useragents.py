@@ -42,6 +42,10 @@ __all__ = ["Agent", "UserAgentClassifier", "OTHER", "is_bot"]
 OTHER = "Other"
 #: Longest bot name kept; longer names are cut.
 MAX_BOT_NAME = 64
+#: Only this many characters of a User-Agent are classified: crawlerdetect's
+#: regex is quadratic in the length (an 8 KB header took about 4 s), and every
+#: real browser or crawler names itself well within the first few hundred.
+MAX_AGENT_CHARS = 512
 #: The domains resolved per distinct UA: browser, platform, and device (for "Spider").
 _DOMAINS = Domain.USER_AGENT | Domain.OS | Domain.DEVICE
 
@@ -191,7 +195,8 @@ class UserAgentClassifier:
         Returns:
             ``Agent(browser, platform, bot)``; ``bot`` is ``None`` unless
             ua-parser's device family is ``"Spider"`` or crawlerdetect says
-            crawler.  A repeated string costs one dict lookup.
+            crawler.  A repeated string costs one dict lookup.  Only the
+            first :data:`MAX_AGENT_CHARS` characters are looked at.
         """
         try:
             return self._cache[user_agent]
@@ -203,7 +208,7 @@ class UserAgentClassifier:
         return self.classify(user_agent).bot is not None
 
     def _miss(self, user_agent: str) -> Agent:
-        agent = self._classify_uncached(user_agent)
+        agent = self._classify_uncached(user_agent[:MAX_AGENT_CHARS])
         with self._lock:
             self.misses += 1
             if len(self._cache) >= self.cache_size:

@@ -199,11 +199,18 @@ class Worker:
             self.pending_appends.setdefault(key, []).extend(values)
 
     def final_flush(self) -> None:
-        """Flush until everything is confirmed or FINAL_FLUSH_SECONDS pass."""
+        """Flush until everything is confirmed or FINAL_FLUSH_SECONDS pass.
+
+        The back-off of servers that failed earlier is ignored: after a long outage a server
+        that is back may not be due for a retry for up to 30 s, and this is the last chance.
+        """
         deadline = time.monotonic() + FINAL_FLUSH_SECONDS
-        while not self.flush() and time.monotonic() < deadline:
-            wait = min((s.retry_at for s in self.store.servers), default=0) - time.monotonic()
-            time.sleep(max(0.05, min(wait, deadline - time.monotonic())))
+        while True:
+            for server in self.store.servers:
+                server.retry_at = 0.0
+            if self.flush() or time.monotonic() >= deadline:
+                break
+            time.sleep(max(0.0, min(0.25, deadline - time.monotonic())))
         if self.pending:
             lost = sum(self.pending.values())
             warn(f"exiting with {lost} counts in {len(self.pending)} keys not delivered: {self.last_flush_error}")
