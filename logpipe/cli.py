@@ -89,12 +89,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``logpipe`` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    if "--dry-run" not in argv and (not argv or argv[0] not in COMMANDS):
-        # The daemon: httpd's SIGTERM means "read on until EOF"; one that
-        # arrives while Python is still importing must not kill it either.
-        import signal
-
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(COMMANDS[argv[0]])
         try:
