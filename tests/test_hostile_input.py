@@ -124,8 +124,6 @@ def test_supervisor_drops_only_the_lines_over_1_mib_and_resynchronises(seed):
 # -- the worker: reads of any size, then the pipeline -----------------------------------------
 
 
-#: Dimensions without the user-agent ones (see test_a_long_user_agent_does_not_stall_counting).
-NO_AGENT_DIMENSIONS = "url,referrer,referrer_host,keyword,status,notfound,post_ip"
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +202,7 @@ def test_pipeline_takes_any_bytes(pipeline, lines):
     b'1.2.3.4 - - [21/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "' + b'\\"' * 40_000,
 ])
 def test_no_catastrophic_backtracking_on_100_kb_lines(shape):
-    pipeline = Pipeline(Settings(status_dir="", count_all=True, dimensions=NO_AGENT_DIMENSIONS))
+    pipeline = Pipeline(Settings(status_dir="", count_all=True))  # every dimension
     chunk = b"".join((shape + b"\n", GOOD % (b"/after", b"-", UA) + b"\n") * 3)
     began = time.monotonic()
     pipeline.feed(chunk)
@@ -222,7 +220,7 @@ def test_lines_over_4_kib_interleaved_mid_line_cost_only_themselves():
     torn = long_a[:4096] + short_b + b"\n" + long_a[4096:] + b"\n"
     before = GOOD % (b"/before", b"-", UA) + b"\n"
     after = GOOD % (b"/after", b"-", UA) + b"\n"
-    pipeline = Pipeline(Settings(status_dir="", count_all=True, dimensions=NO_AGENT_DIMENSIONS))
+    pipeline = Pipeline(Settings(status_dir="", count_all=True))
     pipeline.feed(before + torn + after)
     counts, _ = pipeline.to_keys(pipeline.take())
     urls = {k.rsplit(":", 1)[1]: n for k, n in counts.items() if ":url:" in k}
@@ -297,7 +295,7 @@ def test_junk_corpus_through_the_daemon(logpipe_bin, memcached, tmp_path):
     data, expected = _corpus()
     proc = subprocess.Popen([logpipe_bin, "--memcached", memcached.spec, "--status-dir",
                              str(tmp_path / "status"), "--count-all", "--flush-interval", "0.1",
-                             "--log-interval", "0", "--dimensions", NO_AGENT_DIMENSIONS],
+                             "--log-interval", "0"],
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     rng = random.Random(1)
     position = 0
@@ -321,8 +319,7 @@ def test_junk_corpus_through_the_daemon(logpipe_bin, memcached, tmp_path):
     assert dumped and all(valid_key(k) for k in dumped), [k for k in dumped if not valid_key(k)]
     assert all(k.startswith("logpipe:") for k in dumped)
     assert _readable(memcached, dumped) == []
-    dry = subprocess.run([logpipe_bin, "--dry-run", "--count-all", "--dimensions",
-                          NO_AGENT_DIMENSIONS], input=data,
+    dry = subprocess.run([logpipe_bin, "--dry-run", "--count-all"], input=data,
                          capture_output=True, timeout=60)
     summary = {k.decode(): int(v) for k, v in re.findall(
         rb"^(lines read|page views|not page views|rejected) +(\d+)", dry.stdout, re.M)}
@@ -369,7 +366,9 @@ HOSTILE_TARGETS = [
     b"/" + b"k" * 227,                        # one byte more: a digest
     b"/<script>alert(1)</script>",
     b"/..%2f..%2fetc%2fpasswd",
-    b"/\"quote\"",
+    b"/\"quote\\backslash",
+    b"/a\\x41",                              # a literal backslash: not an escape...
+    b"/aA",                                   # ... so not the same key as this one
     b"http://example.com/absolute-form",
     b"*",
 ]
@@ -482,12 +481,12 @@ def test_hostile_urls_through_httpd_give_valid_distinct_readable_keys(
 def test_100_kb_lines_through_httpd(apache_factory, memcached, logpipe_bin, tmp_path):
     """httpd logs a header byte >= 0x80 as 4 bytes (\\xhh): a 25 KB User-Agent makes a 100 KB
     line, counted; a 40 KB one a 160 KB line, over the parser's 128 KB.
-    (User-agent dimensions are off: see test_a_long_user_agent_does_not_stall_counting.)"""
+    Every dimension is on: the 25 KB agent is classified too (on its first 512 characters)."""
     started = time.monotonic()
     truth = tmp_path / "truth.log"
     apache = apache_factory(
         [f'CustomLog "|{logpipe_bin} --memcached {memcached.spec} --status-dir '
-         f'{tmp_path / "status"} --count-all --dimensions url --log-interval 0" combined',
+         f'{tmp_path / "status"} --count-all --log-interval 0" combined',
          f'CustomLog "{truth}" combined'],
         "LimitRequestFieldSize 65536\n")
     sizes = {b"/ua-100kb": 25_000, b"/ua-160kb": 40_000, b"/ua-short": 10}
