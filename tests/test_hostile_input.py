@@ -130,11 +130,21 @@ def test_supervisor_drops_only_the_lines_over_1_mib_and_resynchronises(seed):
 def worker():
     """One worker for all examples (building its classifiers costs ~0.15 s); each example
     gives it a new data pipe and judges the differences of its counters."""
+    import logpipe.worker as worker_module
+
     settings = Settings(memcached="127.0.0.1:1", status_dir="", log_interval=1e9,
                         count_all=True)
     one = Worker(settings, -1, -1)
-    yield one
-    one.store.close()
+    # read coalescing (a short sleep after a small read) is about CPU, not correctness: off
+    delay = getattr(worker_module, "COALESCE_DELAY", None)
+    if delay is not None:
+        worker_module.COALESCE_DELAY = 0.0
+    try:
+        yield one
+    finally:
+        if delay is not None:
+            worker_module.COALESCE_DELAY = delay
+        one.store.close()
 
 
 def _totals(pipeline: Pipeline) -> tuple[int, int, int]:
