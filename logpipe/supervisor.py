@@ -961,6 +961,11 @@ class _Supervisor:
         _close(w.ctrl_r)
         _close(w.data_w)
         self.worker = None
+        if self.status_path:  # a killed worker could not remove its own status file
+            try:
+                os.unlink(os.path.join(os.path.dirname(self.status_path), f"worker-{w.pid}.json"))
+            except OSError:
+                pass
         wall = time.time()
         code = sig = None
         if status is not None and os.WIFSIGNALED(status):

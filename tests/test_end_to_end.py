@@ -198,3 +198,16 @@ def test_several_logpipes_on_the_same_keys_are_exact(real_logs_dir, logpipe_bin,
     expected = reference_counts(data)
     keys = {counter_key(day, "url", path): 4 * n for (day, path), n in expected.items()}
     assert Reader(memcached.spec).store.get_counts(list(keys)) == keys
+
+
+def test_a_killed_workers_status_file_is_removed(logpipe_bin, memcached, tmp_path):
+    status_dir = tmp_path / "status"
+    proc = subprocess.Popen(_daemon_cmd(logpipe_bin, memcached, tmp_path, "--flush-interval", "0.2"),
+                            stdin=subprocess.PIPE)
+    assert wait_for(lambda: list(status_dir.glob("worker-*.json")), timeout=10)
+    first = list(status_dir.glob("worker-*.json"))[0]
+    os.kill(int(first.stem.split("-")[1]), signal.SIGKILL)
+    assert wait_for(lambda: not first.exists() and list(status_dir.glob("worker-*.json")), timeout=10)
+    proc.stdin.close()
+    assert proc.wait(30) == 0
+    assert not list(status_dir.glob("*.json"))
