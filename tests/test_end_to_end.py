@@ -30,6 +30,9 @@ def _custom_log(logpipe_bin, memcached, tmp_path, *extra, fmt="combined"):
 def test_requests_through_httpd_with_a_graceful_restart_are_counted_exactly(
         apache_factory, memcached, logpipe_bin, tmp_path):
     apache = apache_factory([_custom_log(logpipe_bin, memcached, tmp_path, "--flush-interval", "0.2")])
+    # A SIGTERM before Python has started can still kill a logger (README, Reliability):
+    # graceful only once this generation's logger is up and writing its status file.
+    wait_for(lambda: list((tmp_path / "status").glob("supervisor-*.json")), timeout=20)
     paths = [f"/blog/{i}/" for i in range(20)]
     plan = [paths[i % len(paths)] for i in range(1200)]
     halfway = threading.Event()

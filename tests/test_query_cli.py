@@ -55,7 +55,14 @@ def test_top_watch_draws_a_live_table_in_a_terminal(memcached, logpipe_bin):
                 screen += os.read(fd, 65536)
     finally:
         os.kill(pid, signal.SIGINT)
-        _, status = os.waitpid(pid, 0)
+        for _ in range(100):  # bounded: SIGINT may be ignored if pytest inherited that
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
     text = screen.decode("utf-8", "replace")
     assert "logpipe top url" in text and "/a" in text and "/b" in text
     assert "4321" in text, "the table was refreshed with the new count"
