@@ -90,10 +90,6 @@ class Classifier:
 
             self._referrers = ReferrerClassifier(settings.site_host)
 
-    def needed_fields(self) -> set[str]:
-        """The tuple fields these rules read (for :class:`LineParser`'s *capture*)."""
-        return needed_fields(self.settings)
-
     def add(self, fields: tuple, n: int, out: dict, explain: Callable[[str], None] | None = None) -> None:
         """Count one distinct tuple seen *n* times into *out*.
 

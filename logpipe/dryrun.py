@@ -73,10 +73,7 @@ def _add(totals: dict[str, int], counts: dict[str, int]) -> None:
 def summary_lines(pipeline: Pipeline, keys: int) -> list[str]:
     """The dry-run summary: read, parsed, page views, not counted, rejected."""
     stats = pipeline.classifier.stats
-    rejected = dict(pipeline.rejected)
-    for reason in ("bad request line", "no request line", "bad timestamp"):
-        if stats.get(reason):
-            rejected[reason] = stats[reason]
+    rejected = pipeline.rejected_counts()
     not_counted = {k: v for k, v in stats.items() if k not in rejected and k != "page view"}
     parsed = pipeline.lines - sum(pipeline.rejected.values())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable
 
-from .classify import Classifier, needed_fields
+from .classify import REJECTED, Classifier, needed_fields
 from .config import Settings
 from .keys import counter_key, index_key
 from .parsing import LineParser, split_request
@@ -76,6 +76,16 @@ class Pipeline:
         if self._post_parser is not None and b"POST " in chunk:
             self._scan_posts(chunk)
         return rejected
+
+    def rejected_counts(self) -> dict[str, int]:
+        """Lines that cannot be counted, by reason: unparseable lines plus
+        parsed lines rejected by the rules (:data:`logpipe.classify.REJECTED`)."""
+        stats = self.classifier.stats
+        counts = dict(self.rejected)
+        for reason in REJECTED:
+            if stats.get(reason):
+                counts[reason] = stats[reason]
+        return counts
 
     def _scan_posts(self, chunk: bytes) -> None:
         """Count POST requests per client IP and hour (``post_ip``).

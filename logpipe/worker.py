@@ -281,8 +281,7 @@ class Worker:
             "lines": self.pipeline.lines,
             "lines_per_second": round(self.lines_per_second, 1),
             "page_views": stats.get("page view", 0),
-            "rejected": dict(self.pipeline.rejected) | {k: v for k, v in stats.items()
-                                                         if k in ("bad request line", "no request line", "bad timestamp")},
+            "rejected": self.pipeline.rejected_counts(),
             "outcomes": dict(stats),
             "pending_keys": len(self.pending),
             "dropped_counts": self.dropped_counts,

@@ -253,6 +253,20 @@ def _make_temp_dir(prefix: str, tag: str) -> Path:
     return root
 
 
+
+def _reap_server(server: Any) -> None:
+    """Kill what is left of *server*'s process group and tagged processes, wait, forget it."""
+    proc = server._proc
+    if proc is None:
+        return
+    _kill_leftovers(proc.pid, server._tag)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    server._proc = None
+    _LIVE.discard(server)
+
 def reap_orphans() -> list[int]:
     """Clean up after test runs that died without cleaning up (SIGKILL, OOM, power cut).
 
@@ -433,16 +447,7 @@ class Memcached:
         self._cleanup_process()
 
     def _cleanup_process(self) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        _kill_leftovers(proc.pid, self._tag)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self._proc = None
-        _LIVE.discard(self)
+        _reap_server(self)
 
     def restart(self) -> "Memcached":
         """Stop (if running) and start a fresh, empty server on the same port."""
@@ -1231,16 +1236,7 @@ class Postgres:
             self.root = None
 
     def _cleanup_process(self) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        _kill_leftovers(proc.pid, self._tag)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self._proc = None
-        _LIVE.discard(self)
+        _reap_server(self)
 
     def __enter__(self) -> "Postgres":
         return self
