@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import operator
 from collections import Counter
 from typing import Callable
 from urllib.parse import parse_qsl, urlencode
@@ -38,6 +39,10 @@ NOT_COUNTED = ("bot", "static", "method", "status", "excluded", "not a path")
 REJECTED = ("bad request line", "no request line", "bad timestamp")
 
 _ALWAYS_STATIC = ("/robots.txt", "/favicon.ico")
+#: Entries kept in each per-value cache (heads, paths) before it is emptied:
+#: a day of a busy site repeats far fewer heads; a burst of new URLs must not
+#: grow memory without bound.
+HEAD_CACHE_SIZE = 20_000
 
 
 class Classifier:
@@ -77,6 +82,17 @@ class Classifier:
         self._exclude_net = [ipaddress.ip_network(c, strict=False) for c in settings.exclude_ip]
         self._days: dict[bytes, str | None] = {}
         self._paths: dict[tuple[bytes, bytes], tuple[str | None, bool, bool]] = {}
+        # A tuple's *head*: every field but the day, hour, Referer and
+        # User-Agent; _h<name> is a field's position in it.
+        in_head = [i for i, name in enumerate(fields) if name not in ("day", "hour", "referer", "user_agent")]
+        for position, i in enumerate(in_head):
+            setattr(self, "_h" + fields[i], position)
+        if len(in_head) > 1:
+            self._head_of = operator.itemgetter(*in_head)
+        else:  # itemgetter of one index returns the item itself, not a tuple
+            self._head_of = lambda fields: tuple(fields[i] for i in in_head)
+        self._day_of = operator.itemgetter(self._iday) if self._iday is not None else (lambda f: None)
+        self._heads: dict[tuple, tuple] = {}
         self._ips: dict[bytes, bool] = {}
         self._agents = None
         self._referrers = None
@@ -94,94 +110,175 @@ class Classifier:
         """Count one distinct tuple seen *n* times into *out*.
 
         Args:
-            fields: a tuple from :meth:`LineParser.scan`.
+            fields: a tuple from :meth:`LineParser.scan` or ``parse_line``.
             n: how many lines had exactly these fields.
             out: ``{(day, dimension, site, value): count}``, updated in place;
                 *day* is ``YYYY-MM-DD`` (``YYYY-MM-DDTHH`` for ``post_ip``).
             explain: called with a note per decision (``--dry-run --explain``).
         """
+        self.add_counts(((fields, n),), out, explain)
+
+    def add_counts(self, counted, out: dict, explain: Callable[[str], None] | None = None) -> None:
+        """Count many distinct tuples: *counted* yields ``(fields, n)`` pairs
+        (e.g. ``dict.items()`` of a tuple count); see :meth:`add`.
+
+        The fields other than the day, Referer and User-Agent (the *head*:
+        virtual host, method, path, status …) are judged once per distinct
+        head (:meth:`_judge_head`, cached); per tuple only the day, head,
+        user-agent and referrer cache lookups and the increments remain.  The
+        real logs of ``bench/`` have 35× fewer distinct heads than distinct
+        tuples (13,221 and 464,432 in 1,018,430 lines).
+        """
         # The hot loop of a flush: locals and inlined dict updates on purpose.
         stats = self.stats
         get = out.get
-        raw_day = fields[self._iday] if self._iday is not None else None
-        day = self._days.get(raw_day)
-        if day is None:
-            day = self._days[raw_day] = day_from_clf(raw_day) if raw_day else None
+        heads = self._heads
+        head_get = heads.get
+        head_of = self._head_of
+        day_of = self._day_of
+        day_get = self._days.get
+        iua, iref = self._iua, self._ireferer
+        agents = self._agents is not None
+        agent_get = self._agent_cache.get
+        referrers = self._referrers is not None
+        count_bot, count_all, count_url = self._count_bot, self._count_all, self._count_url
+        count_browser, count_platform = self._count_browser, self._count_platform
+        count_ref, count_host, count_keyword = self._count_referrer, self._count_referrer_host, self._count_keyword
+        for fields, n in counted:
+            raw_day = day_of(fields)
+            day = day_get(raw_day) or self._day(raw_day)
             if day is None:
                 stats["bad timestamp"] += n
                 if explain:
                     explain("rejected: bad timestamp")
-                return
+                continue
+            head = head_of(fields)
+            verdict = head_get(head)
+            if verdict is None:
+                if len(heads) >= HEAD_CACHE_SIZE:
+                    heads.clear()
+                verdict = heads[head] = self._judge_head(head)
+            status, final, note, notfound, reason, site, value = verdict
+            if status is not None:
+                key = (day, "status", site, status)
+                out[key] = get(key, 0) + n
+            if final is not None:
+                stats[final] += n
+                if explain:
+                    explain(note)
+                continue
+            if notfound:
+                key = (day, "notfound", site, value)
+                out[key] = get(key, 0) + n
+            agent = None
+            if agents:
+                raw_agent = fields[iua]
+                agent = agent_get(raw_agent) or self._classify_agent(raw_agent)
+                if agent.bot is not None:
+                    if count_bot:
+                        key = (day, "bot", site, agent.bot)
+                        out[key] = get(key, 0) + n
+                    if not count_all:
+                        stats["bot"] += n
+                        if explain:
+                            explain(f"not a page view: bot ({agent.bot})")
+                        continue
+            if count_all:
+                stats["page view"] += n
+                if count_url:
+                    key = (day, "url", site, value)
+                    out[key] = get(key, 0) + n
+                if explain:
+                    explain(f"counted (--count-all): url {value}")
+                continue
+            if reason is not None:
+                stats[reason] += n
+                if explain:
+                    explain(f"not a page view: {reason}")
+                continue
+            stats["page view"] += n
+            if count_url:
+                key = (day, "url", site, value)
+                out[key] = get(key, 0) + n
+            if agent is not None:
+                if count_browser:
+                    key = (day, "browser", site, agent.browser)
+                    out[key] = get(key, 0) + n
+                if count_platform:
+                    key = (day, "platform", site, agent.platform)
+                    out[key] = get(key, 0) + n
+            if referrers:
+                ref = self._classify_referrer(fields[iref], site)
+                if ref.url is not None and count_ref:
+                    key = (day, "referrer", site, ref.url)
+                    out[key] = get(key, 0) + n
+                if ref.host is not None and count_host:
+                    key = (day, "referrer_host", site, ref.host)
+                    out[key] = get(key, 0) + n
+                if ref.keyword is not None and count_keyword:
+                    key = (day, "keyword", site, ref.keyword)
+                    out[key] = get(key, 0) + n
+            if explain:
+                explain(f"page view: url {value}")
+
+    def _day(self, raw_day: bytes | None) -> str | None:
+        """``YYYY-MM-DD`` of a ``%t`` day (``21/Nov/2026``), cached; None when invalid."""
+        day = day_from_clf(raw_day) if raw_day else None
+        if day is not None:
+            self._days[raw_day] = day
+        return day
+
+    def _judge_head(self, head: tuple) -> tuple:
+        """The verdict shared by every tuple with these fields (all but the
+        day, Referer and User-Agent; see :meth:`add_counts`).
+
+        Returns ``(status, final, note, notfound, reason, site, value)``:
+        *status* is the status code to count (None when ``status`` is not a
+        dimension); *final* the stats reason when the request is not counted
+        whatever its User-Agent, with *note* for ``--explain``; *notfound*
+        whether it counts as a 404; *reason* the reason it is not a page view
+        unless it is a bot (``static``, ``method``, ``status``), None for a
+        page view; *site* the virtual host or None; *value* the normalized
+        URL path.
+        """
         site = None
         if self._isite is not None:
-            raw_site = fields[self._isite]
+            raw_site = head[self._hsite]
             site = self._sites.get(raw_site)
             if site is None and raw_site:
                 site = self._sites[raw_site] = raw_site.decode("ascii", "replace").lower()
             if site == "-":
                 site = None
-        status_raw = fields[self._istatus] if self._istatus is not None else b"200"
-        if self._count_status:
-            key = (day, "status", site, status_raw.decode("ascii"))
-            out[key] = get(key, 0) + n
-        method = fields[self._imethod] if self._imethod is not None else None
+        status_raw = head[self._hstatus] if self._istatus is not None else b"200"
+        status_value = status_raw.decode("ascii") if self._count_status else None
+        method = head[self._hmethod] if self._imethod is not None else None
         if method:  # None from parse_line, b"" from scan: the request line had another shape
-            path = fields[self._ipath]
-            query = (fields[self._iquery] or b"") if self._iquery is not None else b""
+            path = head[self._hpath]
+            query = (head[self._hquery] or b"") if self._iquery is not None else b""
         else:
-            raw_request = fields[self._irequest] if self._irequest is not None else None
+            raw_request = head[self._hrequest] if self._irequest is not None else None
             parts = split_request(raw_request) if raw_request else None
             if parts is None:
                 reason = "no request line" if raw_request in (None, b"-", b"") else "bad request line"
-                stats[reason] += n
-                if explain:
-                    explain(f"rejected: {reason}")
-                return
+                return (status_value, reason, f"rejected: {reason}", False, None, site, None)
             method, path, query = parts
-        if self._exclude_net and self._iip is not None and self._excluded_ip(fields[self._iip]):
-            stats["excluded"] += n
-            if explain:
-                explain("not counted: excluded ip")
-            return
+        if self._exclude_net and self._iip is not None and self._excluded_ip(head[self._hip]):
+            return (status_value, "excluded", "not counted: excluded ip", False, None, site, None)
         cached = self._paths.get((path, query))
         if cached is None:
-            if len(self._paths) > 100_000:  # bounded: one day of a large site's URLs
+            if len(self._paths) >= HEAD_CACHE_SIZE:
                 self._paths.clear()
             cached = self._paths[(path, query)] = self._path_facts(path, query)
         value, static, excluded = cached
         if value is None:
-            stats["not a path"] += n
-            if explain:
-                explain("not a page view: request target is not a path")
-            return
+            return (status_value, "not a path", "not a page view: request target is not a path",
+                    False, None, site, None)
         if excluded:
-            stats["excluded"] += n
-            if explain:
-                explain("not counted: excluded path")
-            return
+            return (status_value, "excluded", "not counted: excluded path", False, None, site, None)
         status = self._statuses.get(status_raw)
         if status is None:
             status = self._statuses[status_raw] = int(status_raw)
-        if status == 404 and self._count_notfound:
-            key = (day, "notfound", site, value)
-            out[key] = get(key, 0) + n
-        agent = None
-        if self._agents is not None:
-            agent = self._classify_agent(fields[self._iua])
-            if agent.bot is not None and self._count_bot:
-                key = (day, "bot", site, agent.bot)
-                out[key] = get(key, 0) + n
-        if self._count_all:
-            stats["page view"] += n
-            if self._count_url:
-                key = (day, "url", site, value)
-                out[key] = get(key, 0) + n
-            if explain:
-                explain(f"counted (--count-all): url {value}")
-            return
-        if agent is not None and agent.bot is not None:
-            reason = "bot"
-        elif static:
+        if static:
             reason = "static"
         elif method not in self._methods:
             reason = "method"
@@ -189,35 +286,7 @@ class Classifier:
             reason = "status"
         else:
             reason = None
-        if reason is not None:
-            stats[reason] += n
-            if explain:
-                explain(f"not a page view: {reason}" + (f" ({agent.bot})" if reason == "bot" else ""))
-            return
-        stats["page view"] += n
-        if self._count_url:
-            key = (day, "url", site, value)
-            out[key] = get(key, 0) + n
-        if agent is not None:
-            if self._count_browser:
-                key = (day, "browser", site, agent.browser)
-                out[key] = get(key, 0) + n
-            if self._count_platform:
-                key = (day, "platform", site, agent.platform)
-                out[key] = get(key, 0) + n
-        if self._referrers is not None:
-            ref = self._classify_referrer(fields[self._ireferer], site)
-            if ref.url is not None and self._count_referrer:
-                key = (day, "referrer", site, ref.url)
-                out[key] = get(key, 0) + n
-            if ref.host is not None and self._count_referrer_host:
-                key = (day, "referrer_host", site, ref.host)
-                out[key] = get(key, 0) + n
-            if ref.keyword is not None and self._count_keyword:
-                key = (day, "keyword", site, ref.keyword)
-                out[key] = get(key, 0) + n
-        if explain:
-            explain(f"page view: url {value}")
+        return (status_value, None, None, status == 404 and self._count_notfound, reason, site, value)
 
     def add_post(self, raw_day: bytes, raw_hour: bytes, raw_ip: bytes, n: int, out: dict) -> None:
         """Count *n* POST requests from one client IP in one hour (``post_ip``)."""

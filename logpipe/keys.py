@@ -24,6 +24,8 @@ __all__ = [
     "MAX_KEY_BYTES",
     "counter_key",
     "index_key",
+    "index_suffix",
+    "key_head",
     "index_keys",
     "encode_value",
     "normalize_path",
@@ -73,7 +75,17 @@ def encode_value(value: str, room: int = MAX_KEY_BYTES) -> str:
     return _digest(value)
 
 
-def _head(day: str, dimension: str, site: str | None, prefix: str) -> str:
+def key_head(day: str, dimension: str, site: str | None = None, prefix: str = DEFAULT_PREFIX) -> str:
+    """The part of every key of one day, dimension and site before the value:
+    ``{prefix}:{day}:{dimension}[@{site}]:``.
+
+    :func:`counter_key` is ``head + encoded value``, and :func:`index_key`
+    ``head + "#index.N"``; callers that build many keys of one head (the
+    worker, per flush) build the head once.
+
+    Raises:
+        ValueError: *prefix* or *dimension* is not a plain ASCII token.
+    """
     _check_part("prefix", prefix)
     _check_part("dimension", dimension)
     if site is None:
@@ -107,7 +119,7 @@ def counter_key(
     Raises:
         ValueError: *prefix* or *dimension* is not a plain ASCII token.
     """
-    head = _head(day, dimension, site, prefix)
+    head = key_head(day, dimension, site, prefix)
     return head + encode_value(value, MAX_KEY_BYTES - len(head))
 
 
@@ -125,16 +137,20 @@ def index_key(
     for the first time to ``{head}#index.{shard}`` (newline-separated).  The
     shard is chosen by the value's digest, so every writer agrees on it.
     """
+    return key_head(day, dimension, site, prefix) + index_suffix(value)
+
+
+def index_suffix(value: str) -> str:
+    """``#index.N``: which of the :data:`INDEX_SHARDS` index items of a head lists *value*."""
     shard = hashlib.blake2b(value.encode("utf-8", "surrogateescape"), digest_size=4)
-    number = int.from_bytes(shard.digest(), "big") % INDEX_SHARDS
-    return f"{_head(day, dimension, site, prefix)}#index.{number}"
+    return f"#index.{int.from_bytes(shard.digest(), 'big') % INDEX_SHARDS}"
 
 
 def index_keys(
     day: str, dimension: str, *, site: str | None = None, prefix: str = DEFAULT_PREFIX
 ) -> list[str]:
     """All index items of one day and dimension (see :func:`index_key`)."""
-    head = _head(day, dimension, site, prefix)
+    head = key_head(day, dimension, site, prefix)
     return [f"{head}#index.{n}" for n in range(INDEX_SHARDS)]
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 from .classify import REJECTED, Classifier, needed_fields
 from .config import Settings
-from .keys import counter_key, index_key
+from .keys import MAX_KEY_BYTES, encode_value, index_suffix, key_head
 from .parsing import LineParser, split_request
 
 try:  # the C helper behind Counter.update(iterable)
@@ -132,10 +132,7 @@ class Pipeline:
 
     def _classify_raw(self) -> None:
         raw, self.raw = self.raw, {}
-        out = self._classified
-        add = self.classifier.add
-        for fields, n in raw.items():
-            add(fields, n, out)
+        self.classifier.add_counts(raw.items(), self._classified)
 
     def explain_line(self, line: bytes, say: Callable[[str], None]) -> dict[tuple, int]:
         """Classify one line on its own, calling *say* with each decision."""
@@ -166,22 +163,32 @@ class Pipeline:
         prefix = self.settings.prefix
         counts: dict[str, int] = {}
         appends: dict[str, list[str]] = {}
+        heads: dict[tuple[str, str, str | None], tuple[str, set[str]]] = {}
         for (day, dimension, site, value), n in increments.items():
-            key = counter_key(day, dimension, value, site=site, prefix=prefix)
+            known = heads.get((day, dimension, site))
+            if known is None:
+                known = heads[(day, dimension, site)] = (
+                    key_head(day, dimension, site, prefix), self._index_set(day, dimension, site))
+            head, seen = known
+            key = head + encode_value(value, MAX_KEY_BYTES - len(head))
             counts[key] = counts.get(key, 0) + n
-            heads = self._indexed.get(day[:10])
-            if heads is None:
-                heads = self._indexed[day[:10]] = {}
-                # Lines from three days ago no longer arrive: keep memory bounded.
-                for old in sorted(self._indexed)[:-3]:
-                    del self._indexed[old]
-            seen = heads.get((day, dimension, site))
-            if seen is None:
-                seen = heads[(day, dimension, site)] = set()
             if value not in seen:
                 seen.add(value)
-                appends.setdefault(index_key(day, dimension, value, site=site, prefix=prefix), []).append(value)
+                appends.setdefault(head + index_suffix(value), []).append(value)
         return counts, appends
+
+    def _index_set(self, day: str, dimension: str, site: str | None) -> set[str]:
+        """The values of one day, dimension and site already appended to the index."""
+        days = self._indexed.get(day[:10])
+        if days is None:
+            days = self._indexed[day[:10]] = {}
+            # Lines from three days ago no longer arrive: keep memory bounded.
+            for old in sorted(self._indexed)[:-3]:
+                del self._indexed[old]
+        seen = days.get((day, dimension, site))
+        if seen is None:
+            seen = days[(day, dimension, site)] = set()
+        return seen
 
     def forget_index(self) -> None:
         """Forget which values were appended to the indexes."""

@@ -162,6 +162,28 @@ def test_rust_resolver_is_the_one_used(classifier: UserAgentClassifier) -> None:
     assert isinstance(classifier._resolver.ua, ua_parser_rs.UserAgentExtractor)
 
 
+def test_re2_prefilter_answers_like_crawlerdetect_alone() -> None:
+    # The RE2 superset may only skip crawlerdetect when crawlerdetect would say "no".
+    with_prefilter = UserAgentClassifier()
+    assert with_prefilter._prefilter is not None, "google-re2 must compile crawlerdetect's patterns"
+    without = UserAgentClassifier()
+    without._prefilter = None
+    agents = [row[0] for row in TABLE] + [
+        "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+        "Mozilla/5.0 (Linux; Android 11) AppleWebKit/537.36 YandexSearch/21.0 Mobile Safari/537.36",
+        "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/120.0 YaBrowser/24.1 Safari/537.36",
+    ]
+    for path in real_log_files():
+        for line in path.read_text(encoding="latin-1").splitlines():
+            m = LINE.match(line)
+            if m:
+                agents.append(unescape(m.group(3)))
+    distinct = sorted(set(agents))
+    assert [with_prefilter.classify(ua) for ua in distinct] == [without.classify(ua) for ua in distinct]
+    skipped = sum(not with_prefilter._may_be_crawler(ua) for ua in distinct)
+    assert skipped > len(distinct) // 2, "the prefilter should spare crawlerdetect most browsers"
+
+
 def test_module_is_bot() -> None:
     assert useragents.is_bot(GPTBOT) is True
     assert useragents.is_bot(FIREFOX_WIN) is False
