@@ -146,11 +146,10 @@ class LineParser:
             return
         self.fields: tuple[str, ...] = compiled.fields
         self._chunk_regex = compiled.chunk_regex
-        # The same body with a catch-all alternative: findall returns one
-        # tuple per line, a bad line as empty fields plus its text last (an
-        # unmatched group is b"" with findall, not None).
-        body = compiled.chunk_regex.pattern[1:-1]
-        self._catch_all = re.compile(rb"^(?:" + body + rb"|(.+))$", re.MULTILINE)
+        # The loose body with a catch-all alternative: findall returns one
+        # tuple per line, a line the loose body misses as empty fields plus
+        # its text last (an unmatched group is b"" with findall, not None).
+        self._catch_all = re.compile(rb"^(?:" + compiled.loose_body + rb"|(.+))$", re.MULTILINE)
         self._line_regex = compiled.line_regex
         count = len(self.fields)
         if count == 0:
@@ -177,11 +176,28 @@ class LineParser:
             return self._scan_slow(chunk)
         # endpos before the last newline: no empty match after it.
         tuples = self._catch_all.findall(chunk, 0, len(chunk) - 1)
-        if len(tuples) != chunk.count(b"\n"):  # an empty line
+        if len(tuples) != chunk.count(b"\n"):  # an empty line, or a field ran over a newline
             return self._scan_slow(chunk)
+        if b'\\"' in chunk:
+            # The loose fields may have stopped at an escaped quote: such
+            # lines go to the strict re-parse below with the catch-all's.
+            lines = chunk.split(b"\n")
+            empty = (b"",) * len(self.fields)
+            for i in [i for i, line in enumerate(lines) if b'\\"' in line]:
+                tuples[i] = empty + (lines[i],)
         if not any(map(_LAST, tuples)):
             return tuples, []
-        return ([t for t in tuples if not t[-1]], [(self.reason(t[-1]), t[-1]) for t in tuples if t[-1]])
+        # The loose scan's misses and the lines with an escaped quote, parsed
+        # again with the strict line regex; the rest are rejected.
+        parsed = [t for t in tuples if not t[-1]]
+        rejected = []
+        for line in [t[-1] for t in tuples if t[-1]]:
+            strict = self.parse_line(line)
+            if strict is None:
+                rejected.append((self.reason(line), line))
+            else:  # the fast path's shape: b"" for a missing field, one more item
+                parsed.append(tuple(b"" if v is None else v for v in strict) + (b"",))
+        return parsed, rejected
 
     def parse_line(self, line: bytes) -> tuple | None:
         """Parse one line (without its newline); None when it does not match."""

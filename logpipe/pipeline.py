@@ -73,7 +73,7 @@ class Pipeline:
             self._classify_raw()
         for reason, _line in rejected:
             self.rejected[reason] += 1
-        if self._post_parser is not None and b"POST " in chunk:
+        if self._post_parser is not None:  # its find() pass is the only one over the chunk
             self._scan_posts(chunk)
         return rejected
 
@@ -92,29 +92,32 @@ class Pipeline:
 
         POST lines are a small share of traffic; finding them with
         ``bytes.find`` keeps the client IP (distinct on nearly every line)
-        out of the main tuple.
+        out of the main tuple.  They are parsed together, in one scan.
         """
+        lines = []
+        find = chunk.find
+        position = find(b"POST ")
+        if position < 0:
+            return
+        while position >= 0:
+            end = find(b"\n", position)
+            lines.append(chunk[chunk.rfind(b"\n", 0, position) + 1:end + 1])
+            position = find(b"POST ", end)
         parser = self._post_parser
+        tuples, _rejected = parser.scan(b"".join(lines))  # already counted by the main scan
         fields = parser.fields
         i_ip, i_day, i_hour = fields.index("ip"), fields.index("day"), fields.index("hour")
         i_method = fields.index("method") if "method" in fields else None
         i_request = fields.index("request") if "request" in fields else None
         posts = self.posts
-        find = chunk.find
-        position = find(b"POST ")
-        while position >= 0:
-            start = chunk.rfind(b"\n", 0, position) + 1
-            end = find(b"\n", position)
-            parsed = parser.parse_line(chunk[start:end])
-            if parsed is not None:
-                method = parsed[i_method] if i_method is not None else None
-                if method is None and i_request is not None and parsed[i_request]:
-                    parts = split_request(parsed[i_request])
-                    method = parts[0] if parts else None
-                if method == b"POST":
-                    key = (parsed[i_day], parsed[i_hour], parsed[i_ip])
-                    posts[key] = posts.get(key, 0) + 1
-            position = find(b"POST ", end)
+        for parsed in tuples:
+            method = parsed[i_method] if i_method is not None else None
+            if not method and i_request is not None and parsed[i_request]:
+                parts = split_request(parsed[i_request])
+                method = parts[0] if parts else None
+            if method == b"POST":
+                key = (parsed[i_day], parsed[i_hour], parsed[i_ip])
+                posts[key] = posts.get(key, 0) + 1
 
     def take(self) -> dict[tuple, int]:
         """Classify everything fed since the last call.

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logpipe.config import Settings
 from logpipe.logformat import NICKNAMES, UnsupportedFormat, compile_format, tokenize
@@ -151,3 +153,43 @@ def test_fast_parser_and_apache_log_parser_agree_on_real_logs(real_logs_dir, nam
     assert fast_rejected == slow_rejected
     assert fast == slow
     assert sum(n for (d, dim, s, v), n in fast.items() if dim == "status") == fast_lines - fast_rejected
+
+
+# The chunk scan matches quoted fields loosely ([^"]*) and re-checks what it
+# misses; it must give exactly what the strict per-line regex gives.
+_FIELD_TEXT = st.text(alphabet='ab /"\\\x01é-', max_size=12)
+
+
+def _escaped(text: str) -> bytes:
+    """ap_escape_logitem: '"' and '\\' with a backslash, other bytes outside printable ASCII as \\xhh."""
+    out = bytearray()
+    for byte in text.encode("utf-8"):
+        if byte in b'"\\':
+            out += b"\\" + bytes((byte,))
+        elif byte < 0x20 or byte >= 0x7F:
+            out += b"\\x%02x" % byte
+        else:
+            out.append(byte)
+    return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_FIELD_TEXT, _FIELD_TEXT, _FIELD_TEXT, st.booleans()), min_size=1, max_size=6))
+def test_chunk_scan_equals_strict_line_parse(rows):
+    lines = []
+    for path, referer, agent, broken in rows:
+        line = (b'1.2.3.4 - - [21/Nov/2026:10:11:12 +0000] "GET /' + _escaped(path) + b' HTTP/1.1" 200 1 "'
+                + _escaped(referer) + b'" "' + _escaped(agent) + b'"')
+        lines.append(line[:-1] if broken else line)  # broken: the closing quote is missing
+    parser = LineParser("combined")
+    tuples, rejected = parser.scan(b"\n".join(lines) + b"\n")
+    strict = [parser.parse_line(line) for line in lines]
+    want = Counter(tuple(b"" if v is None else v for v in t) for t in strict if t is not None)
+    assert Counter(t[:-1] for t in tuples) == want
+    assert [line for _, line in rejected] == [line for line, t in zip(lines, strict) if t is None]
+
+
+def test_a_line_without_its_closing_quote_does_not_swallow_the_next():
+    broken = LINE[:-1]  # the User-Agent's closing quote is missing
+    tuples, rejected = LineParser("combined").scan(b"\n".join([broken, LINE, LINE]) + b"\n")
+    assert len(tuples) == 2 and [line for _, line in rejected] == [broken]
