@@ -68,7 +68,7 @@ class Pipeline:
         """
         tuples, rejected = self.parser.scan(chunk)
         self.lines += len(tuples) + len(rejected)
-        _count_elements(self.raw, tuples)
+        _count_elements(self.raw, self.classifier.line_keys(tuples))
         if len(self.raw) > RAW_LIMIT:
             self._classify_raw()
         for reason, _line in rejected:
