@@ -43,7 +43,7 @@ _ALWAYS_STATIC = ("/robots.txt", "/favicon.ico")
 #: Entries kept in each per-value cache (heads, paths) before it is emptied:
 #: a day of a busy site repeats far fewer heads; a burst of new URLs must not
 #: grow memory without bound.
-HEAD_CACHE_SIZE = 20_000
+HEAD_CACHE_SIZE = 10_000
 #: Distinct User-Agent strings kept classified before the cache starts again.
 AGENT_CACHE_SIZE = 20_000
 

@@ -26,7 +26,7 @@ __all__ = ["Pipeline", "RAW_LIMIT"]
 #: Distinct field tuples held before they are classified ahead of the flush.
 #: Each tuple holds its own copy of the path, Referer and User-Agent bytes, so
 #: a burst of distinct URLs would otherwise grow memory until the next flush.
-RAW_LIMIT = 20_000
+RAW_LIMIT = 10_000
 
 
 class Pipeline:
@@ -58,7 +58,7 @@ class Pipeline:
         self.rejected: Counter = Counter()
         self.rejected_samples: list[tuple[str, bytes]] = []
         # day (YYYY-MM-DD) → {(day, dimension, site): values already in the index}
-        self._indexed: dict[str, dict[tuple[str, str, str | None], set[str]]] = {}
+        self._indexed: dict[str, dict[tuple[str, str, str | None], set[int]]] = {}
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
         """Count the complete lines in *chunk* (which ends with ``\\n``).
@@ -76,6 +76,10 @@ class Pipeline:
         if self._post_parser is not None:  # its find() pass is the only one over the chunk
             self._scan_posts(chunk)
         return rejected
+
+    def held(self) -> int:
+        """Distinct keys counted but not yet taken (:meth:`take`)."""
+        return len(self.raw) + len(self._classified)
 
     def rejected_counts(self) -> dict[str, int]:
         """Lines that cannot be counted, by reason: unparseable lines plus
@@ -166,7 +170,7 @@ class Pipeline:
         prefix = self.settings.prefix
         counts: dict[str, int] = {}
         appends: dict[str, list[str]] = {}
-        heads: dict[tuple[str, str, str | None], tuple[str, set[str]]] = {}
+        heads: dict[tuple[str, str, str | None], tuple[str, set[int]]] = {}
         for (day, dimension, site, value), n in increments.items():
             known = heads.get((day, dimension, site))
             if known is None:
@@ -175,13 +179,17 @@ class Pipeline:
             head, seen = known
             key = head + encode_value(value, MAX_KEY_BYTES - len(head))
             counts[key] = counts.get(key, 0) + n
-            if value not in seen:
-                seen.add(value)
+            # hash(), not the value: an int per value seen today instead of a
+            # second life for every URL string (a 64-bit collision would only
+            # leave one value out of the index).
+            marker = hash(value)
+            if marker not in seen:
+                seen.add(marker)
                 appends.setdefault(head + index_suffix(value), []).append(value)
         return counts, appends
 
-    def _index_set(self, day: str, dimension: str, site: str | None) -> set[str]:
-        """The values of one day, dimension and site already appended to the index."""
+    def _index_set(self, day: str, dimension: str, site: str | None) -> set[int]:
+        """``hash()`` of the values of one day, dimension and site already appended to the index."""
         days = self._indexed.get(day[:10])
         if days is None:
             days = self._indexed[day[:10]] = {}

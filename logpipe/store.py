@@ -38,9 +38,6 @@ import socket
 import time
 from collections import defaultdict
 
-from pymemcache.client.base import Client
-from pymemcache.client.rendezvous import RendezvousHash
-from pymemcache.exceptions import MemcacheError
 
 __all__ = ["CounterStore", "node_name", "StoreError", "BATCH_COMMANDS"]
 
@@ -58,7 +55,16 @@ class StoreError(Exception):
     """A memcached server could not be reached or answered badly."""
 
 
-_ERRORS = (MemcacheError, OSError, StoreError)
+# The write path (meta batches) raises only these.  pymemcache is imported
+# only by the readers and for several servers: it loads ssl (about 6 MB of
+# RSS) that a worker with one server never needs.
+_ERRORS = (OSError, StoreError)
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    from pymemcache.exceptions import MemcacheError
+
+    return (MemcacheError, OSError, StoreError)
 
 
 def node_name(server: tuple[str, int] | str) -> str:
@@ -139,26 +145,43 @@ class _Server:
 
     def __init__(self, spec, timeout: float, connect_timeout: float):
         self.name = node_name(spec)
+        self.spec = spec
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.batch = _BatchConnection(spec, timeout, connect_timeout)
-        self.client = Client(
-            spec if isinstance(spec, str) else tuple(spec),
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            no_delay=True,
-            default_noreply=False,
-        )
+        self._client = None
         self.failures = 0
         self.retry_at = 0.0
         self.last_error: str | None = None
         self.last_ok: float | None = None
         self.rtt: float | None = None
 
+    @property
+    def client(self):
+        """A pymemcache ``Client`` for reads, made on first use."""
+        if self._client is None:
+            from pymemcache.client.base import Client
+
+            self._client = Client(
+                self.spec if isinstance(self.spec, str) else tuple(self.spec),
+                timeout=self.timeout,
+                connect_timeout=self.connect_timeout,
+                no_delay=True,
+                default_noreply=False,
+            )
+        return self._client
+
+    def close(self) -> None:
+        """Close both connections."""
+        self.batch.close()
+        if self._client is not None:
+            self._client.close()
+
     def failed(self, error: BaseException, now: float) -> None:
         self.failures += 1
         self.last_error = f"{type(error).__name__}: {error}".strip()
         self.retry_at = now + min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 1))
-        self.batch.close()
-        self.client.close()
+        self.close()
 
     def succeeded(self, now: float, rtt: float) -> None:
         self.failures = 0
@@ -185,10 +208,13 @@ class CounterStore:
         self.ttl_by_dimension = dict(ttl_by_dimension or {})
         self.servers = [_Server(s, timeout, connect_timeout) for s in servers]
         self._by_name = {s.name: s for s in self.servers}
-        self._hash = RendezvousHash()
-        for server in self.servers:
-            self._hash.add_node(server.name)
         self._single = self.servers[0] if len(self.servers) == 1 else None
+        if self._single is None:
+            from pymemcache.client.rendezvous import RendezvousHash
+
+            self._hash = RendezvousHash()
+            for server in self.servers:
+                self._hash.add_node(server.name)
 
     def server_for(self, key: str) -> _Server:
         """The server that holds *key* (the same one ``HashClient`` picks)."""
@@ -288,7 +314,7 @@ class CounterStore:
             try:
                 for start in range(0, len(wanted), 500):
                     found.update(server.client.get_many(wanted[start:start + 500]))
-            except _ERRORS as exc:
+            except _read_errors() as exc:
                 raise StoreError(f"memcached {server.name}: {exc or type(exc).__name__}") from exc
         return found
 
@@ -314,18 +340,16 @@ class CounterStore:
                 entry["evictions"] = int(stats.get(b"evictions", 0))
                 entry["uptime"] = int(stats.get(b"uptime", 0))
                 entry["ok"] = True
-            except _ERRORS as exc:
+            except _read_errors() as exc:
                 entry["error"] = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-                server.batch.close()
-                server.client.close()
+                server.close()
             report[server.name] = entry
         return report
 
     def close(self) -> None:
         """Close every connection."""
         for server in self.servers:
-            server.batch.close()
-            server.client.close()
+            server.close()
 
 
 # socket.timeout is OSError's subclass TimeoutError on 3.10+: covered by _ERRORS.

@@ -36,6 +36,9 @@ FINAL_FLUSH_SECONDS = 3.0
 #: After a read under COALESCE_BELOW bytes the worker sleeps COALESCE_DELAY seconds.
 COALESCE_BELOW = 256 << 10
 COALESCE_DELAY = 0.02
+#: Flush before the interval when this many distinct counted keys are held
+#: (a burst of new URLs): memory stays bounded, a few more round trips.
+FLUSH_EARLY_KEYS = 10_000
 #: The worker runs this much nicer than the supervisor, so that under a CPU
 #: shortage the supervisor (which keeps Apache's pipe drained) and Apache go first.
 WORKER_NICENESS = 10
@@ -117,6 +120,10 @@ class Worker:
                 os.read(wake_r, 512)
             if self.data_fd in ready:
                 eof = self._read()
+                if self.pipeline.held() >= FLUSH_EARLY_KEYS:
+                    self.flush()  # a burst of new keys: bound memory
+            elif not ready:
+                self.prepare()  # idle: classify now, so a flush or EOF only sends
         self.final_flush()
         self._remove_status()
         return 0
@@ -160,6 +167,13 @@ class Worker:
 
     # -- flushing -------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Classify what was read and turn it into pending keys, without sending."""
+        increments = self.pipeline.take()
+        if increments:
+            counts, appends = self.pipeline.to_keys(increments)
+            self._merge(counts, appends)
+
     def flush(self) -> bool:
         """Classify what was read and send it; ack when nothing is left pending.
 
@@ -167,10 +181,7 @@ class Worker:
             True when every count read so far is confirmed in memcached.
         """
         offset = self.offset - len(self.tail)
-        increments = self.pipeline.take()
-        if increments:
-            counts, appends = self.pipeline.to_keys(increments)
-            self._merge(counts, appends)
+        self.prepare()
         if self.pending or self.pending_appends:
             done, done_appends, failed = self.store.flush(self.pending, self.pending_appends)
             for key in done:

@@ -184,6 +184,16 @@ def test_re2_prefilter_answers_like_crawlerdetect_alone() -> None:
     assert skipped > len(distinct) // 2, "the prefilter should spare crawlerdetect most browsers"
 
 
+def test_spider_only_device_rules_answer_like_the_full_list() -> None:
+    # Kindle's Silk browser: the generic bot rule (device family "Spider")
+    # matches "silk", but an earlier Kindle rule wins in the full list.
+    silk = ("Mozilla/5.0 (Linux; U; Android 4.0.3; en-us; KFTT Build/IML74K) AppleWebKit/535.19 "
+            "(KHTML, like Gecko) Silk/3.4 Mobile Safari/535.19 Silk-Accelerated=true")
+    assert ua_parser.parse(silk).with_defaults().device.family != "Spider"
+    assert UserAgentClassifier().classify(silk).bot is None
+    assert UserAgentClassifier().classify("Mozilla/5.0 (compatible; Googlebot/2.1)").bot == "Googlebot"
+
+
 def test_module_is_bot() -> None:
     assert useragents.is_bot(GPTBOT) is True
     assert useragents.is_bot(FIREFOX_WIN) is False
