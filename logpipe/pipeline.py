@@ -78,8 +78,9 @@ class Pipeline:
         return rejected
 
     def held(self) -> int:
-        """Distinct keys counted but not yet taken (:meth:`take`)."""
-        return len(self.raw) + len(self._classified)
+        """Distinct increments classified but not yet taken (:meth:`take`); the
+        unclassified line keys are bounded by :data:`RAW_LIMIT` on their own."""
+        return len(self._classified)
 
     def rejected_counts(self) -> dict[str, int]:
         """Lines that cannot be counted, by reason: unparseable lines plus
