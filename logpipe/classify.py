@@ -1,9 +1,12 @@
 """What a request counts for: page-view rules and the dimensions.
 
-One :class:`Classifier` turns a parsed field tuple (see :mod:`logpipe.parsing`)
-into counter increments ``(day, dimension, site, value) → n``.  It runs once per
-distinct tuple per flush interval, not once per line, and caches every
-derived value (day, normalized path, user agent, referrer) on its raw bytes.
+One :class:`Classifier` turns parsed field tuples (see :mod:`logpipe.parsing`)
+into counter increments ``(day, dimension, site, value) → n``.  Per line only C
+code runs (:meth:`Classifier.line_keys`: the fields but the User-Agent, and the
+agent's cached classification); the rules run once per distinct line key, and
+once per distinct *head* (virtual host, method, path, status) for the parts
+that do not depend on the day, Referer or User-Agent.  Every derived value
+(day, normalized path, user agent, referrer) is cached on its raw bytes.
 
 Page-view rules (each an option; the README's "What is counted" lists them):
 

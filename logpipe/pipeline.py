@@ -2,8 +2,11 @@
 
 Shared by the worker (live, flushing every interval) and ``--dry-run`` (one
 batch at the end).  Per buffer it does one regex scan and one C-level count of
-identical field tuples; per flush it classifies each distinct tuple once and
-turns the result into keys (:func:`logpipe.keys.counter_key`).
+identical line keys (the fields but the User-Agent, plus the agent's
+classification: :meth:`~logpipe.classify.Classifier.line_keys`); it classifies
+each distinct key once, when :data:`RAW_LIMIT` of them are held, when the
+worker is idle or at the flush, and turns the result into keys
+(:func:`logpipe.keys.counter_key`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ except ImportError:  # pragma: no cover - other Pythons
 
 __all__ = ["Pipeline", "RAW_LIMIT"]
 
-#: Distinct field tuples held before they are classified ahead of the flush.
-#: Each tuple holds its own copy of the path, Referer and User-Agent bytes, so
-#: a burst of distinct URLs would otherwise grow memory until the next flush.
+#: Distinct line keys held before they are classified ahead of the flush.
+#: Each key holds its own copy of the path and Referer bytes, so a burst of
+#: distinct URLs would otherwise grow memory until the next flush.
 RAW_LIMIT = 10_000
 
 

@@ -519,8 +519,10 @@ def rollup_file(path: str, settings: Settings, *, engine=None, db: str | None = 
             progress.update(task, completed=done, total=size)
 
         def on_store(done: int, total: int) -> None:
+            # The last update is drawn at once: rich's 10 Hz refresh would
+            # miss a file stored in under 0.1 s, and the bar would never say 100 %.
             progress.update(task, description=f"storing {os.path.basename(path) or path}",
-                            completed=done, total=max(total, 1))
+                            completed=done, total=max(total, 1), refresh=done >= total)
     try:
         found = read_counts(path, settings, on_progress=on_read)
         parsed = found.lines - found.rejected
