@@ -92,7 +92,7 @@ class Classifier:
         self._fold = not settings.keep_trailing_slash
         self._exclude_path = [p for p in settings.exclude_path]
         self._exclude_net = [ipaddress.ip_network(c, strict=False) for c in settings.exclude_ip]
-        self._days: dict[bytes, str | None] = {}
+        self._days: dict[bytes, str] = {}
         self._paths: dict[tuple[bytes, bytes], tuple[str | None, bool, bool]] = {}
         # A tuple's *head*: every field but the day, hour, Referer and
         # User-Agent; _h<name> is a field's position in it.
@@ -126,8 +126,8 @@ class Classifier:
                 *day* is ``YYYY-MM-DD`` (``YYYY-MM-DDTHH`` for ``post_ip``).
             explain: called with a note per decision (``--dry-run --explain``).
         """
-        for key in self.line_keys([fields]):
-            self.add_counts(((key, n),), out, explain)
+        (key,) = self.line_keys([fields])
+        self.add_counts(((key, n),), out, explain)
 
     def line_keys(self, tuples: list[tuple]) -> Iterable[tuple]:
         """What to count per parsed line: ``(fields but the User-Agent, Agent or None)``.
@@ -313,11 +313,9 @@ class Classifier:
 
     def add_post(self, raw_day: bytes, raw_hour: bytes, raw_ip: bytes, n: int, out: dict) -> None:
         """Count *n* POST requests from one client IP in one hour (``post_ip``)."""
-        day = self._days.get(raw_day)
+        day = self._days.get(raw_day) or self._day(raw_day)
         if day is None:
-            day = self._days[raw_day] = day_from_clf(raw_day)
-            if day is None:
-                return
+            return
         key = (f"{day}T{raw_hour.decode('ascii')}", "post_ip", None, raw_ip.decode("ascii", "replace"))
         out[key] = out.get(key, 0) + n
 

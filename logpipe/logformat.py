@@ -144,7 +144,6 @@ def compile_format(fmt: str, *, capture: frozenset[str] | set[str] | None = None
 def _body(tokens, want: set[str], quoted_field: bytes) -> tuple[bytes, list[str]]:
     """The regex of one line and the names of its groups; *quoted_field* is
     the pattern of a field between double quotes (_QUOTED or _LOOSE_QUOTED)."""
-    _QUOTED = quoted_field  # noqa: N806 - shadows the module's strict pattern on purpose
     parts: list[bytes] = []
     fields: list[str] = []
     seen: set[str] = set()
@@ -161,10 +160,10 @@ def _body(tokens, want: set[str], quoted_field: bytes) -> tuple[bytes, list[str]
             parts.append(re.escape(mod.encode("ascii", "backslashreplace")))
             continue
         quoted = _is_quoted(tokens, index)
-        generic = _QUOTED if quoted else _generic_unquoted(tokens, index)
+        generic = quoted_field if quoted else _generic_unquoted(tokens, index)
         if "!" in mod or re.search(r"\d", mod):
             # A status condition (%400,501{X}i) logs "-" when not met.
-            generic = _QUOTED if quoted else _TOKEN
+            generic = quoted_field if quoted else _TOKEN
         if code in ("h", "a"):
             parts.append(grab("ip", rb"[^ \n]+", rb"[^ \n]+"))
         elif code in ("l",):
@@ -172,7 +171,7 @@ def _body(tokens, want: set[str], quoted_field: bytes) -> tuple[bytes, list[str]
         elif code == "u":
             # A user name is one token, except a rare one with a space (not
             # escaped by httpd): the second alternative, tried only on failure.
-            parts.append(_QUOTED if quoted else rb"(?:[^ \n]*|[^\n]*?)")
+            parts.append(quoted_field if quoted else rb"(?:[^ \n]*|[^\n]*?)")
         elif code == "t":
             if arg:
                 raise UnsupportedFormat(f"%{{{arg}}}t (a custom time format)")
@@ -183,7 +182,7 @@ def _body(tokens, want: set[str], quoted_field: bytes) -> tuple[bytes, list[str]
             else:
                 parts.append(_TIME_SKIP)
         elif code == "r":
-            parts.append(_request_pattern(want, seen, fields, quoted, _QUOTED))
+            parts.append(_request_pattern(want, seen, fields, quoted, quoted_field))
         elif code == "m":
             parts.append(grab("method", rb"[A-Za-z0-9_-]+", rb"[^ \n]*"))
         elif code == "U":
@@ -197,7 +196,7 @@ def _body(tokens, want: set[str], quoted_field: bytes) -> tuple[bytes, list[str]
         elif code in ("b", "B", "D", "T", "I", "O", "S", "k", "P", "p"):
             parts.append(_NUMBER_OR_DASH if not arg or code in ("T", "p", "P") else rb"[^ \n]*")
         elif code in ("v", "V"):
-            parts.append(grab("site", rb"[^ :\n\"]*", rb"[^ :\n\"]*") if not quoted else grab("site", _QUOTED, _QUOTED))
+            parts.append(grab("site", rb"[^ :\n\"]*", rb"[^ :\n\"]*") if not quoted else grab("site", quoted_field, quoted_field))
         elif code == "i":
             header = (arg or "").lower()
             if header in ("referer", "referrer"):
@@ -228,7 +227,7 @@ def _generic_unquoted(tokens, index: int) -> bytes:
 
 
 def _request_pattern(want: set[str], seen: set[str], fields: list[str], quoted: bool,
-                     quoted_field: bytes = _QUOTED) -> bytes:
+                     quoted_field: bytes) -> bytes:
     """``%r``: the usual shape split into method/path/query, anything else whole.
 
     The first alternative covers ``GET /path?query HTTP/1.1`` (and HTTP/2.0,

@@ -59,7 +59,6 @@ class Pipeline:
                 self._post_parser = post_parser
         self.lines = 0
         self.rejected: Counter = Counter()
-        self.rejected_samples: list[tuple[str, bytes]] = []
         # day (YYYY-MM-DD) → {(day, dimension, site): values already in the index}
         self._indexed: dict[str, dict[tuple[str, str, str | None], set[int]]] = {}
 

@@ -214,3 +214,27 @@ def test_a_killed_workers_status_file_is_removed(logpipe_bin, memcached, tmp_pat
     proc.stdin.close()
     assert proc.wait(30) == 0
     assert not list(status_dir.glob("*.json"))
+
+
+def test_a_burst_of_new_urls_is_flushed_before_the_interval(logpipe_bin, memcached, tmp_path):
+    """Memory stays bounded: past FLUSH_EARLY_KEYS held increments the worker sends
+    without waiting for --flush-interval (here an hour), and counts stay exact."""
+    from logpipe.worker import FLUSH_EARLY_KEYS
+
+    proc = subprocess.Popen(_daemon_cmd(logpipe_bin, memcached, tmp_path, "--count-all", "--dimensions", "url",
+                                        "--flush-interval", "3600"),
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    total = FLUSH_EARLY_KEYS + 2000
+    line = b'127.0.0.1 - - [21/Nov/2026:10:00:00 +0000] "GET /burst/%d HTTP/1.1" 200 5 "-" "test"\n'
+    keys = [counter_key("2026-11-21", "url", f"/burst/{i}") for i in range(total)]
+    store = Reader(memcached.spec).store
+    try:
+        proc.stdin.write(b"".join(line % i for i in range(total)))
+        proc.stdin.flush()
+        # stdin stays open: only the early flush can have sent these
+        assert wait_for(lambda: len(store.get_counts(keys[:FLUSH_EARLY_KEYS])) == FLUSH_EARLY_KEYS, timeout=30)
+        assert proc.poll() is None
+    finally:
+        proc.stdin.close()
+    assert proc.wait(30) == 0
+    assert store.get_counts(keys) == {key: 1 for key in keys}
