@@ -70,7 +70,11 @@ class Classifier:
         # Counted keys are (every field but the User-Agent, its Agent): see
         # line_keys.  _i<name> is a field's position in that first part.
         self._iua = fields.index("user_agent") if "user_agent" in fields else None
-        rest = [i for i, name in enumerate(fields) if name != "user_agent"]
+        # The hour and (unless --exclude-ip) the client IP are only for
+        # post_ip, counted apart (Pipeline._count_posts): in the key they
+        # would make nearly every line distinct.
+        apart = {"user_agent", "hour"} | (set() if settings.exclude_ip else {"ip"})
+        rest = [i for i, name in enumerate(fields) if name not in apart]
         rest_fields = [fields[i] for i in rest]
         index = {name: i for i, name in enumerate(rest_fields)}
         for name in ("site", "ip", "day", "hour", "method", "path", "query", "request", "status", "referer"):
@@ -130,7 +134,8 @@ class Classifier:
         self.add_counts(((key, n),), out, explain)
 
     def line_keys(self, tuples: list[tuple]) -> Iterable[tuple]:
-        """What to count per parsed line: ``(fields but the User-Agent, Agent or None)``.
+        """What to count per parsed line: ``(fields but the User-Agent, Agent or None)``;
+        the hour and client IP (kept for ``post_ip``) are left out as well.
 
         Runs in C per line (``zip``/``map``/``itemgetter`` and a dict lookup
         per User-Agent, :class:`_AgentCache`): many distinct agents share one
@@ -402,8 +407,9 @@ def _getter(indices: list[int]) -> Callable[[tuple], tuple]:
 def needed_fields(settings: Settings) -> set[str]:
     """The tuple fields the counting rules read, given *settings*.
 
-    The client IP makes nearly every line distinct, so it is captured only
-    when ``--exclude-ip`` needs it.
+    The client IP and hour make nearly every line distinct: they are
+    captured for ``--exclude-ip`` and ``post_ip`` only, and only the former
+    puts the IP in the classifier's line keys.
     """
     dims = settings.dimension_set()
     fields = {"site", "day", "method", "path", "request", "status", "user_agent"}
@@ -413,6 +419,8 @@ def needed_fields(settings: Settings) -> set[str]:
         fields.add("referer")
     if settings.exclude_ip:
         fields.add("ip")
-    # post_ip is counted from a side pass over POST lines (Pipeline.feed), so
-    # the client address stays out of the main tuple.
+    if "post_ip" in dims:
+        # Read by Pipeline._count_posts only; Classifier leaves them out of
+        # its line keys.
+        fields |= {"ip", "hour"}
     return fields

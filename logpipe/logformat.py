@@ -107,7 +107,7 @@ class CompiledFormat:
             ``finditer`` over a buffer of many lines.
         fields: the field names captured, in group order (a subset of FIELDS).
         loose_body: the pattern of one line (no anchors) with quoted fields
-            matched as ``[^"]*``: faster, and equal to ``line_regex`` on every
+            matched as ``[^"]*`` and tokens as ``[^ ]``: faster, and equal to ``line_regex`` on every
             line httpd writes; a caller must re-check a line it rejects with
             ``line_regex`` and must count its matches against the lines.
     """
@@ -136,6 +136,10 @@ def compile_format(fmt: str, *, capture: frozenset[str] | set[str] | None = None
     tokens = tokenize(fmt)
     body, fields = _body(tokens, want, _QUOTED)
     loose_body, _ = _body(tokens, want, _LOOSE_QUOTED)
+    # Unquoted tokens too: a single negated literal is sre's tight loop, a
+    # two-byte class is not.  A token that runs over a newline makes a match
+    # span two lines, which the caller detects the same way (fewer matches).
+    loose_body = loose_body.replace(rb"[^ \n]", rb"[^ ]")
     line_regex = re.compile(body + rb"\r?")
     chunk_regex = re.compile(rb"^" + body + rb"\r?$", re.MULTILINE)
     return CompiledFormat(fmt, line_regex, chunk_regex, tuple(fields), loose_body + rb"\r?")

@@ -89,6 +89,23 @@ def test_bots_404s_and_posts():
     assert (DAY, "url", None, "/a") not in increments
 
 
+def test_post_ip_counts_every_post_shape_and_keeps_ips_out_of_line_keys():
+    pipeline = Pipeline(Settings())
+    pipeline.feed(b"\n".join([
+        line("/comment", method="POST", ip="203.0.113.5", hour="14", status=302),
+        line("/comment", method="POST", ip="203.0.113.6", hour="14", status=302),
+        # An escaped byte in the path: the request line is split later
+        # (the "request" field), and it is still a POST.
+        line("/caf\\xc3\\xa9", method="POST", ip="203.0.113.6", hour="14", status=302),
+        line("/comment", method="GET", ip="203.0.113.7", hour="14"),
+    ]) + b"\n")
+    # The two plain POSTs differ only in the client IP: one line key.
+    assert len(pipeline.raw) == 3
+    increments = pipeline.take()
+    posts = {k[3]: n for k, n in increments.items() if k[1] == "post_ip"}
+    assert posts == {"203.0.113.5": 1, "203.0.113.6": 2}
+
+
 def test_internal_referrers_are_not_referrers():
     increments, _ = count([line("/x", referer="http://www.example.org/prev"), line("/x", referer="https://example.org:8443/")],
                           site_host=["example.org"])
