@@ -1,6 +1,6 @@
 """Profile logpipe's worker pipeline with cProfile on the benchmark input.
 
-``python -m bench.profile [--lines 1000000] [--dimensions url] [--top 30] [--stages [--experiment findall]]``
+``python -m bench.profile [--lines 1000000] [--dimensions url] [--top 30] [--stages]``
 builds the same input as ``bench.run`` (the real combined logs replicated,
 or a generated log), starts a private memcached, and runs
 :class:`logpipe.worker.Worker` in this process on the file under cProfile.
@@ -18,9 +18,6 @@ this process and without memcached: :meth:`Pipeline.feed` (regex scan and
 tuple counting), :meth:`Pipeline.take` (classification of each distinct
 tuple) and :meth:`Pipeline.to_keys`, with a flush every 60 MiB chunks
 (about 250,000 lines, one flush interval at that rate), CPU time, best of 3.
-With ``--experiment findall`` the same is timed with
-:func:`bench.experiments.patch_findall_scan` applied, rounds interleaved
-with the stock code, and the page views and rejects of both compared.
 """
 
 from __future__ import annotations
@@ -122,29 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dimensions", default=None, help="logpipe --dimensions (default: all)")
     parser.add_argument("--top", type=int, default=30, help="rows per listing")
     parser.add_argument("--stages", action="store_true", help="time feed/take/to_keys without a profiler")
-    parser.add_argument("--experiment", choices=["findall"], help="with --stages: compare with bench.experiments")
     args = parser.parse_args(argv)
     work = OUT_DIR / "work"
     data = write_replicated(work / f"input-{args.lines}-{os.getpid()}.log", args.lines)
     print(f"input: {data.lines:,} lines, {data.bytes / 1e6:.0f} MB, {data.source}")
     if args.stages:
-        if not args.experiment:
-            _print_stages(time_stages(data.path, args.dimensions), "stock")
-        else:
-            from logpipe import parsing
-
-            from .experiments import patch_findall_scan
-
-            stock_scan = parsing.LineParser.scan
-            results: dict[str, list] = {"stock": [], args.experiment: []}
-            for _ in range(3):  # interleaved: the machine's load changes over time
-                parsing.LineParser.scan = stock_scan
-                results["stock"].append(time_stages(data.path, args.dimensions, rounds=1))
-                patch_findall_scan()
-                results[args.experiment].append(time_stages(data.path, args.dimensions, rounds=1))
-            parsing.LineParser.scan = stock_scan
-            for name, runs in results.items():
-                _print_stages(min(runs, key=lambda r: r["total"]), name)
+        _print_stages(time_stages(data.path, args.dimensions), "stock")
         data.path.unlink(missing_ok=True)
         return 0
     with Memcached(memory_mb=1024) as server:

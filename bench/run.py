@@ -6,8 +6,8 @@ Usage (from the repository root)::
     python -m bench.run --quick              # small sizes, short httpd runs (about 2 minutes)
     python -m bench.run --only pipeline      # some parts: pipeline,recipe,goaccess,alp,memory,eof,httpd
     python -m bench.run --duration 60        # longer httpd load runs
-    python -m bench.run --only httpd --logpipe "/abs/python /abs/bench/experiment_logpipe.py --x-coalesce"
-                                             # the httpd runs with another logger build (PROFILE.md)
+    python -m bench.run --only httpd --logpipe "/abs/path/to/logpipe"
+                                             # the httpd runs with another logger build
 
 Parts (all on the same input file, the real combined logs replicated to at
 least ``--lines`` lines, each copy one day later; a generated log when

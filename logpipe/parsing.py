@@ -159,8 +159,8 @@ class LineParser:
         else:
             self._getter = operator.methodcaller("group", *range(1, count + 1))
 
-    def scan(self, chunk: bytes) -> tuple[list[tuple], list[tuple[str, bytes]]]:
-        """Parse a buffer of complete lines (each ending in ``\\n``).
+    def scan(self, chunk: bytes, start: int = 0, end: int | None = None) -> tuple[list[tuple], list[tuple[str, bytes]]]:
+        """Parse ``chunk[start:end]``, complete lines (each ending in ``\\n``).
 
         Fields the line does not have are ``b""`` here (``None`` from
         :meth:`parse_line`); the tuples of the fast path carry one more item
@@ -170,18 +170,23 @@ class LineParser:
             ``(tuples, rejected)``: one tuple per parsed line, and
             ``(reason, line)`` for each line that did not parse.
         """
+        end = len(chunk) if end is None else end
+        if start or end != len(chunk):
+            if self.fallback or not self.fields:  # the slow paths take a copy
+                chunk, start, end = chunk[start:end], 0, end - start
         if self.fallback:
             return self._scan_fallback(chunk)
         if not self.fields:  # findall would return bare strings, not tuples
             return self._scan_slow(chunk)
         # endpos before the last newline: no empty match after it.
-        tuples = self._catch_all.findall(chunk, 0, len(chunk) - 1)
-        if len(tuples) != chunk.count(b"\n"):  # an empty line, or a field ran over a newline
-            return self._scan_slow(chunk)
-        if b"\\" in chunk and b'\\"' in chunk:  # one byte is found far faster than two
-            # The loose fields may have stopped at an escaped quote: such
-            # lines go to the strict re-parse below with the catch-all's.
-            lines = chunk.split(b"\n")
+        tuples = self._catch_all.findall(chunk, start, end - 1)
+        if len(tuples) != chunk.count(b"\n", start, end):  # an empty line, or a field ran over a newline
+            return self._scan_slow(chunk[start:end])
+        if chunk.find(b"\\", start, end) >= 0 and chunk.find(b'\\"', start, end) >= 0:
+            # (one byte is found far faster than two.)  The loose fields may
+            # have stopped at an escaped quote: such lines go to the strict
+            # re-parse below with the catch-all's.
+            lines = chunk[start:end].split(b"\n")
             empty = (b"",) * len(self.fields)
             for i in [i for i, line in enumerate(lines) if b'\\"' in line]:
                 tuples[i] = empty + (lines[i],)

@@ -348,7 +348,7 @@ def read_counts(path: str, settings: Settings, *,
                 tail = data
                 continue
             tail = data[cut + 1:]
-            pipeline.feed(data[:cut + 1])
+            pipeline.feed(data, 0, cut + 1)
             fed += cut + 1
             if fed >= TAKE_EVERY:
                 _merge(merged, pipeline.take())

@@ -206,6 +206,9 @@ class CounterStore:
                  ttl_by_dimension: dict[str, int] | None = None):
         self.ttl = ttl
         self.ttl_by_dimension = dict(ttl_by_dimension or {})
+        # A key is "prefix:day:dimension[@site]:value" (logpipe.keys).
+        self._ttl_markers = [f":{d}{end}" for d in self.ttl_by_dimension if self.ttl_by_dimension[d] != ttl
+                             for end in (":", "@")]
         self.servers = [_Server(s, timeout, connect_timeout) for s in servers]
         self._by_name = {s.name: s for s in self.servers}
         self._single = self.servers[0] if len(self.servers) == 1 else None
@@ -235,68 +238,104 @@ class CounterStore:
             keys are not in the done sets and should be retried later).
         """
         now = time.monotonic()
-        per_server: dict[_Server, list[bytes]] = defaultdict(list)
-        per_server_keys: dict[_Server, list[tuple[str, bool]]] = defaultdict(list)
+        # Per server: counter keys and their commands, then index keys and
+        # theirs.  The loops below run once per key of a flush: no calls that
+        # can be avoided (one server: no hashing; one TTL: no key splitting).
+        per_server: dict[_Server, tuple[list[str], list[str], list[str], list[str]]] = {}
+        single = self._single
+        if single is not None:
+            per_server[single] = (list(counts), [], [], [])
+        else:
+            for key in counts:
+                server = self.server_for(key)
+                if server not in per_server:
+                    per_server[server] = ([], [], [], [])
+                per_server[server][0].append(key)
+        ttl_of = self._ttl_of
+        tails: dict[tuple[int, int], str] = {}  # (ttl, n) → " N<ttl> J<n> D<n>\r\n"
+        for count_keys, count_commands, _, _ in per_server.values():
+            for key in count_keys:
+                n = counts[key]
+                key_ttl = ttl_of(key)
+                tail = tails.get((key_ttl, n))
+                if tail is None:
+                    tail = tails[(key_ttl, n)] = f" N{key_ttl} J{n} D{n}\r\n"
+                count_commands.append("ma " + key + tail)
         ttl = self.ttl
-        special = self.ttl_by_dimension
-        for key, n in counts.items():
-            server = self.server_for(key)
-            key_ttl = special.get(key.split(":", 3)[2].partition("@")[0], ttl) if special else ttl
-            per_server[server].append(b"ma %s N%d J%d D%d\r\n" % (key.encode(), key_ttl, n, n))
-            per_server_keys[server].append((key, False))
         for key, values in appends.items():
-            server = self.server_for(key)
+            server = single or self.server_for(key)
+            if server not in per_server:
+                per_server[server] = ([], [], [], [])
             data = "".join(v.replace("\n", " ") + "\n" for v in values).encode("utf-8", "surrogateescape")
-            per_server[server].append(
+            per_server[server][2].append(key)
+            per_server[server][3].append(
                 b"ms %s 0 ME T%d\r\n\r\nms %s %d MA\r\n%s\r\n" % (key.encode(), ttl, key.encode(), len(data), data)
             )
-            per_server_keys[server].append((key, True))
         done_counts: set[str] = set()
         done_appends: set[str] = set()
         failed: set[str] = set()
-        for server, commands in per_server.items():
+        for server, (count_keys, count_commands, append_keys, append_commands) in per_server.items():
             if server.retry_at > now:
                 failed.add(server.name)
                 continue
-            keys = per_server_keys[server]
             try:
-                for start in range(0, len(commands), BATCH_COMMANDS):
-                    batch_keys = keys[start:start + BATCH_COMMANDS]
-                    sent = time.monotonic()
-                    replies = self._round_trip(server, commands[start:start + BATCH_COMMANDS])
-                    server.succeeded(time.monotonic(), time.monotonic() - sent)
-                    self._apply_replies(batch_keys, replies, done_counts, done_appends)
+                for start in range(0, len(count_commands), BATCH_COMMANDS):
+                    body = "".join(count_commands[start:start + BATCH_COMMANDS]).encode("ascii")
+                    replies = self._round_trip(server, body)
+                    self._apply_count_replies(count_keys[start:start + BATCH_COMMANDS], replies, done_counts)
+                for start in range(0, len(append_commands), BATCH_COMMANDS // 2):
+                    body = b"".join(append_commands[start:start + BATCH_COMMANDS // 2])
+                    replies = self._round_trip(server, body)
+                    self._apply_append_replies(append_keys[start:start + BATCH_COMMANDS // 2], replies, done_appends)
             except _ERRORS as exc:
                 server.failed(exc, time.monotonic())
                 failed.add(server.name)
         return done_counts, done_appends, failed
 
-    @staticmethod
-    def _round_trip(server: _Server, commands: list[bytes]) -> list[bytes]:
-        return server.batch.exchange(b"".join(commands)).split(b"\r\n")
+    def _ttl_of(self, key: str) -> int:
+        """The exptime of *key*: its dimension's (``ttl_by_dimension``) or the default."""
+        for marker in self._ttl_markers:
+            if marker in key:  # cheap test first; the dimension is the third field
+                return self.ttl_by_dimension.get(key.split(":", 3)[2].partition("@")[0], self.ttl)
+        return self.ttl
 
     @staticmethod
-    def _apply_replies(keys, replies: list[bytes], done_counts: set, done_appends: set) -> None:
-        """Match replies to commands in order: one per ``ma``, two per index append."""
-        position = 0
-        for key, is_append in keys:
-            if is_append:
-                created, appended = replies[position:position + 2]
-                position += 2
-                if created in (b"HD", b"NS") and appended == b"HD":
-                    done_appends.add(key)
-                elif not created.startswith((b"HD", b"NS")):
-                    raise StoreError(f"index {key}: {created.decode('ascii', 'replace')}")
-            else:
-                reply = replies[position]
-                position += 1
-                if reply == b"HD":
-                    done_counts.add(key)
-                elif reply.startswith(b"SERVER_ERROR"):
-                    # e.g. out of memory: this item was not stored; retry it.
-                    continue
-                else:
-                    raise StoreError(f"{key}: {reply.decode('ascii', 'replace')}")
+    def _round_trip(server: _Server, body: bytes) -> list[bytes]:
+        sent = time.monotonic()
+        replies = server.batch.exchange(body).split(b"\r\n")
+        server.succeeded(time.monotonic(), time.monotonic() - sent)
+        return replies
+
+    @staticmethod
+    def _apply_count_replies(keys: list[str], replies: list[bytes], done_counts: set) -> None:
+        """One reply per ``ma``, in order: ``HD`` applied; ``SERVER_ERROR``
+        (e.g. out of memory) not stored, left for a retry.
+
+        Raises:
+            StoreError: any other reply (a protocol error).
+        """
+        if replies.count(b"HD") == len(keys):  # the usual batch: every one applied
+            done_counts.update(keys)
+            return
+        for key, reply in zip(keys, replies):
+            if reply == b"HD":
+                done_counts.add(key)
+            elif not reply.startswith(b"SERVER_ERROR"):
+                raise StoreError(f"{key}: {reply.decode('ascii', 'replace')}")
+
+    @staticmethod
+    def _apply_append_replies(keys: list[str], replies: list[bytes], done_appends: set) -> None:
+        """Two replies per index append: the create (``HD``, or ``NS`` when
+        the item exists) and the append (``HD``).
+
+        Raises:
+            StoreError: the create got another reply.
+        """
+        for key, created, appended in zip(keys, replies[0::2], replies[1::2]):
+            if created in (b"HD", b"NS") and appended == b"HD":
+                done_appends.add(key)
+            elif not created.startswith((b"HD", b"NS")):
+                raise StoreError(f"index {key}: {created.decode('ascii', 'replace')}")
 
     # -- reading ------------------------------------------------------------------
 

@@ -153,13 +153,17 @@ class Worker:
         if cut < 0:
             self.tail += data
             return False
-        chunk = self.tail + data[:cut + 1] if self.tail else data[:cut + 1]
+        start = 0
+        if self.tail:  # the line cut by the last read: only it is copied
+            start = data.find(b"\n") + 1
+            self._feed(self.tail + data[:start])
+        if start <= cut:
+            self._feed(data, start, cut + 1)
         self.tail = data[cut + 1:]
-        self._feed(chunk)
         return False
 
-    def _feed(self, chunk: bytes) -> None:
-        rejected = self.pipeline.feed(chunk)
+    def _feed(self, chunk: bytes, start: int = 0, end: int | None = None) -> None:
+        rejected = self.pipeline.feed(chunk, start, end)
         if rejected:
             for reason, line in rejected:
                 self._warn_limited(

@@ -179,3 +179,20 @@ def test_status_counts_agree_with_goaccess(real_logs_dir, tmp_path):
         if dim == "status":
             ours[value] += n
     assert dict(ours) == theirs
+
+
+def test_a_feed_larger_than_its_pieces_counts_every_line_once():
+    from logpipe.pipeline import FEED_PIECE
+
+    lines = [line(f"/p/{i % 997}", ip=f"10.0.{i % 250}.{i % 7}", method="POST" if i % 13 == 0 else "GET")
+             for i in range(3 * FEED_PIECE // 150)]
+    body = b"\n".join(lines) + b"\n"
+    assert len(body) > 2 * FEED_PIECE
+    whole = Pipeline(Settings())
+    junk = b"not a log line\n"
+    assert whole.feed(junk + body + junk, len(junk), len(junk) + len(body)) == []
+    one_by_one = Pipeline(Settings())
+    for text in lines:
+        one_by_one.feed(text + b"\n")
+    assert whole.lines == one_by_one.lines == len(lines)
+    assert whole.take() == one_by_one.take()

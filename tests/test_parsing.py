@@ -182,11 +182,23 @@ def test_chunk_scan_equals_strict_line_parse(rows):
                 + _escaped(referer) + b'" "' + _escaped(agent) + b'"')
         lines.append(line[:-1] if broken else line)  # broken: the closing quote is missing
     parser = LineParser("combined")
-    tuples, rejected = parser.scan(b"\n".join(lines) + b"\n")
+    body = b"\n".join(lines) + b"\n"
     strict = [parser.parse_line(line) for line in lines]
     want = Counter(tuple(b"" if v is None else v for v in t) for t in strict if t is not None)
-    assert Counter(t[:-1] for t in tuples) == want
-    assert [line for _, line in rejected] == [line for line, t in zip(lines, strict) if t is None]
+    want_rejected = [line for line, t in zip(lines, strict) if t is None]
+    # The same lines alone, and as a range of a larger buffer (Pipeline.feed's pieces).
+    before, after = b"junk before\n" + LINE + b"\n", LINE + b"\njunk after\n"
+    for chunk, start, end in ((body, 0, len(body)), (before + body + after, len(before), len(before) + len(body))):
+        tuples, rejected = parser.scan(chunk, start, end)
+        assert Counter(t[:-1] for t in tuples) == want
+        assert [line for _, line in rejected] == want_rejected
+
+
+@pytest.mark.parametrize("cut", [b"1.2.3.4", b"1.2.3.4 -", b"1.2.3.4 - frank", b'1.2.3.4 - - [21/Nov/2026:10:11:12'])
+def test_a_line_cut_inside_a_token_does_not_swallow_the_next(cut):
+    # The chunk scan's tokens match [^ ]*, which can run over a newline.
+    tuples, rejected = LineParser("combined").scan(b"\n".join([LINE, cut, LINE]) + b"\n")
+    assert len(tuples) == 2 and [line for _, line in rejected] == [cut]
 
 
 def test_a_line_without_its_closing_quote_does_not_swallow_the_next():

@@ -134,3 +134,34 @@ def test_posts_last_hour_reads_this_and_the_previous_hour(memcached):
     assert reader.posts_last_hour("203.0.113.5", now=now) == 5
     assert reader.posts_last_hour("198.51.100.1", now=now) == 0
     assert 7190 <= _ttl(memcached, counter_key("2026-11-21T14", "post_ip", "203.0.113.5")) <= 7200
+
+
+def test_a_value_naming_a_dimension_keeps_the_default_ttl(memcached):
+    store = CounterStore(parse_servers(memcached.spec), ttl=86400, ttl_by_dimension={"post_ip": 7200})
+    tricky = counter_key(DAY, "url", "/x:post_ip:y")
+    store.flush({tricky: 1}, {})
+    assert 86390 <= _ttl(memcached, tricky) <= 86400
+
+
+def test_items_refused_for_memory_are_left_for_a_retry(memcached_factory):
+    """``-M``: memcached answers SERVER_ERROR instead of evicting; only the
+    stored items are reported done, and a retry of the rest is exact."""
+    server = memcached_factory(memory_mb=2, extra_args=["-M"])
+    store = CounterStore(parse_servers(server.spec))
+    counts = {counter_key(DAY, "url", f"/{i:04d}/" + "p" * 180): 1 + i % 7 for i in range(30_000)}
+    done, _, failed = store.flush(counts, {})
+    assert not failed and 0 < len(done) < len(counts)
+    stored = store.get_counts(list(counts))
+    assert set(stored) == done and all(stored[k] == counts[k] for k in done)
+    # Make room (deleted items free their memory at once) and retry what was
+    # refused, until every key was stored: each exactly once.
+    rest = {k: n for k, n in counts.items() if k not in done}
+    for _ in range(20):
+        server.client().delete_many(list(done))
+        done, _, failed = store.flush(rest, {})
+        assert done and not failed
+        assert store.get_counts(list(done)) == {k: rest[k] for k in done}
+        rest = {k: n for k, n in rest.items() if k not in done}
+        if not rest:
+            break
+    assert not rest
