@@ -116,6 +116,14 @@ def reject_reason(line: bytes, expected_quotes: int = 4) -> str:
     return "format"
 
 
+def _bytes(chunk, start: int, end: int) -> bytes:
+    """``chunk[start:end]`` as bytes, without a copy when it already is."""
+    if type(chunk) is bytes and start == 0 and end == len(chunk):
+        return chunk
+    with memoryview(chunk) as view:
+        return bytes(view[start:end])
+
+
 class LineParser:
     """Parse log lines of one LogFormat into tuples of bytes fields.
 
@@ -162,6 +170,9 @@ class LineParser:
     def scan(self, chunk: bytes, start: int = 0, end: int | None = None) -> tuple[list[tuple], list[tuple[str, bytes]]]:
         """Parse ``chunk[start:end]``, complete lines (each ending in ``\\n``).
 
+        *chunk* may be any bytes-like buffer (the worker's reusable read
+        buffer is a ``bytearray``); every field and line returned is ``bytes``.
+
         Fields the line does not have are ``b""`` here (``None`` from
         :meth:`parse_line`); the tuples of the fast path carry one more item
         at the end (always ``b""``).
@@ -171,22 +182,20 @@ class LineParser:
             ``(reason, line)`` for each line that did not parse.
         """
         end = len(chunk) if end is None else end
-        if start or end != len(chunk):
-            if self.fallback or not self.fields:  # the slow paths take a copy
-                chunk, start, end = chunk[start:end], 0, end - start
         if self.fallback:
-            return self._scan_fallback(chunk)
+            return self._scan_fallback(_bytes(chunk, start, end))
         if not self.fields:  # findall would return bare strings, not tuples
-            return self._scan_slow(chunk)
-        # endpos before the last newline: no empty match after it.
+            return self._scan_slow(_bytes(chunk, start, end))
+        # endpos before the last newline: no empty match after it.  The
+        # groups are bytes whatever the buffer's type (sre copies them out).
         tuples = self._catch_all.findall(chunk, start, end - 1)
         if len(tuples) != chunk.count(b"\n", start, end):  # an empty line, or a field ran over a newline
-            return self._scan_slow(chunk[start:end])
+            return self._scan_slow(_bytes(chunk, start, end))
         if chunk.find(b"\\", start, end) >= 0 and chunk.find(b'\\"', start, end) >= 0:
             # (one byte is found far faster than two.)  The loose fields may
             # have stopped at an escaped quote: such lines go to the strict
             # re-parse below with the catch-all's.
-            lines = chunk[start:end].split(b"\n")
+            lines = _bytes(chunk, start, end).split(b"\n")
             empty = (b"",) * len(self.fields)
             for i in [i for i, line in enumerate(lines) if b'\\"' in line]:
                 tuples[i] = empty + (lines[i],)

@@ -67,7 +67,11 @@ class Worker:
         self.pending_appends: dict[str, list[str]] = {}
         self.offset = 0
         self.acked = 0
-        self.tail = b""
+        # Reads land in one reusable buffer (a new 1 MiB bytes object per read
+        # cost page faults: ~7 % of the worker's time); _held bytes at its
+        # start are a line whose end has not arrived yet.
+        self._buffer = bytearray(READ_SIZE)
+        self._held = 0
         self.dropped_counts = 0
         self.flushes = 0
         self.last_flush_ok: float | None = None
@@ -135,34 +139,36 @@ class Worker:
         self.stopping = True
 
     def _read(self) -> bool:
+        buffer, held = self._buffer, self._held
+        if held == len(buffer):  # one unfinished line fills it
+            buffer.extend(bytes(len(buffer)))
         try:
-            data = os.read(self.data_fd, READ_SIZE)
+            with memoryview(buffer) as view:
+                got = os.readv(self.data_fd, [view[held:]])
         except BlockingIOError:
             return False
-        if not data:
-            if self.tail:
-                self._feed(self.tail + b"\n")
-                self.tail = b""
+        if not got:
+            if held:
+                self._feed(bytes(buffer[:held]) + b"\n")
+                self._held = 0
             return True
-        self.offset += len(data)
-        if len(data) < COALESCE_BELOW and not self.stopping:
+        self.offset += got
+        if got < COALESCE_BELOW and not self.stopping:
             # Fewer, larger reads (see the supervisor's read coalescing); counts are
             # flushed once per interval anyway.
             time.sleep(COALESCE_DELAY)
-        cut = data.rfind(b"\n")
+        end = held + got
+        cut = buffer.rfind(b"\n", held, end)
         if cut < 0:
-            self.tail += data
+            self._held = end
             return False
-        start = 0
-        if self.tail:  # the line cut by the last read: only it is copied
-            start = data.find(b"\n") + 1
-            self._feed(self.tail + data[:start])
-        if start <= cut:
-            self._feed(data, start, cut + 1)
-        self.tail = data[cut + 1:]
+        self._feed(buffer, 0, cut + 1)
+        rest = end - cut - 1
+        buffer[:rest] = buffer[cut + 1:end]  # the unfinished line to the front
+        self._held = rest
         return False
 
-    def _feed(self, chunk: bytes, start: int = 0, end: int | None = None) -> None:
+    def _feed(self, chunk: bytes | bytearray, start: int = 0, end: int | None = None) -> None:
         rejected = self.pipeline.feed(chunk, start, end)
         if rejected:
             for reason, line in rejected:
@@ -187,7 +193,7 @@ class Worker:
         Returns:
             True when every count read so far is confirmed in memcached.
         """
-        offset = self.offset - len(self.tail)
+        offset = self.offset - self._held
         self.prepare()
         if self.pending or self.pending_appends:
             done, done_appends, failed = self.store.flush(self.pending, self.pending_appends)
