@@ -98,6 +98,7 @@ class Settings:
     flush_interval: float = 1.0
     max_pending_keys: int = 200_000
     max_rss: int = 512 << 20
+    worker_nice: int = 0
     # supervisor
     spool_max: int = 64 << 20
     replay_max: int = 64 << 20
@@ -244,6 +245,8 @@ def _validate(settings: Settings) -> None:
     for name in ("ttl", "flush_interval", "timeout", "connect_timeout", "heartbeat_timeout"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
+    if not 0 <= settings.worker_nice <= 19:
+        raise ConfigError("--worker-nice must be 0 (the supervisor's priority) to 19 (the lowest)")
     if settings.ttl > 30 * 86400:
         # memcached reads an exptime above 30 days as an absolute Unix time.
         raise ConfigError("--ttl above 2592000 s (30 days) would be read by memcached as a date")

@@ -39,12 +39,6 @@ COALESCE_DELAY = 0.02
 #: Flush before the interval when this many distinct counted keys are held
 #: (a burst of new URLs): memory stays bounded, a few more round trips.
 FLUSH_EARLY_KEYS = 10_000
-#: The worker runs this much nicer than the supervisor, so that under a CPU
-#: shortage the supervisor (which keeps Apache's pipe drained) and Apache go first.
-#: Not 10: at 34,500 requests/s with httpd and wrk on both cores, a nice-10
-#: worker got 9 % of a core and fell behind until the spool dropped lines
-#: (README, "Performance").
-WORKER_NICENESS = 5
 
 
 class Worker:
@@ -87,9 +81,13 @@ class Worker:
 
     def run(self) -> int:
         """Read until EOF or SIGTERM; return the exit code."""
-        if self.ctrl_fd >= 0:  # under a supervisor
+        if self.ctrl_fd >= 0 and self.settings.worker_nice:  # under a supervisor
+            # --worker-nice trades count delay for Apache's CPU under a CPU
+            # shortage; the default is 0 because a worker that is starved of
+            # the CPU it needs falls behind until the spool drops lines
+            # (README, "Performance").
             try:
-                os.nice(WORKER_NICENESS)
+                os.nice(self.settings.worker_nice)
             except OSError:
                 pass
         wake_r, wake_w = os.pipe()

@@ -238,3 +238,27 @@ def test_a_burst_of_new_urls_is_flushed_before_the_interval(logpipe_bin, memcach
         proc.stdin.close()
     assert proc.wait(30) == 0
     assert store.get_counts(keys) == {key: 1 for key in keys}
+
+
+@pytest.mark.parametrize("nice", [None, "7"])
+def test_the_worker_runs_at_worker_nice(logpipe_bin, memcached, tmp_path, nice):
+    """Default: the supervisor's own priority; --worker-nice N: N steps nicer."""
+    import psutil
+
+    extra = ["--worker-nice", nice] if nice else []
+    status_dir = tmp_path / "status"
+    proc = subprocess.Popen(_daemon_cmd(logpipe_bin, memcached, tmp_path, *extra), stdin=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: list(status_dir.glob("worker-*.json")), timeout=10)
+        worker_pid = int(list(status_dir.glob("worker-*.json"))[0].stem.split("-")[1])
+        assert psutil.Process(worker_pid).nice() - psutil.Process(proc.pid).nice() == int(nice or 0)
+    finally:
+        proc.stdin.close()
+    assert proc.wait(30) == 0
+
+
+def test_a_worker_nice_out_of_range_is_one_clear_error(logpipe_bin, memcached, tmp_path):
+    result = subprocess.run([logpipe_bin, "--dry-run", "--worker-nice", "20"], input=b"", capture_output=True,
+                            timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.decode().count("\n") == 1 and "--worker-nice" in result.stderr.decode()
