@@ -100,7 +100,7 @@ class Settings:
     max_rss: int = 512 << 20
     worker_nice: int = 0
     # supervisor
-    spool_max: int = 64 << 20
+    spool_max: int = 128 << 20
     replay_max: int = 64 << 20
     pipe_size: int = 1 << 20
     heartbeat_timeout: float = 10.0
