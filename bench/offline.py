@@ -78,8 +78,10 @@ def _by_dimension(counters: dict[str, int]) -> dict[str, dict[tuple[str, str], i
 
 
 def run_worker(input_path: Path, server: Memcached, options: list[str] = (), *,
-               stdin_data: bytes | None = None, timeout: float = 600.0) -> dict:
+               stdin_data: bytes | None = None, timeout: float = 600.0, cwd: Path = REPO) -> dict:
     """Run ``bench.worker_main`` (the worker, no supervisor) with *input_path* as stdin.
+
+    *cwd* is the checkout whose ``logpipe`` and ``bench`` run (``bench.ab``).
 
     Returns the worker's report plus ``wall_seconds`` (process start to
     exit), ``lines_per_s`` and ``lines_per_cpu_s`` (over the worker's read
@@ -92,7 +94,8 @@ def run_worker(input_path: Path, server: Memcached, options: list[str] = (), *,
                "--memcached", server.spec, "--status-dir", "", *options]
         with open(input_path, "rb") as stdin, open(err_path, "wb") as err:
             start = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
+            proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd,
+                                    env={**os.environ, "PYTHONPATH": str(cwd)})
             code, usage = _wait4(proc, timeout)
             wall = time.perf_counter() - start
         stderr = err_path.read_text(errors="replace").splitlines()

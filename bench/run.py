@@ -68,6 +68,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--probe-rate", type=float, default=20.0, help="probe requests per second (default 20)")
+    parser.add_argument("--httpd-runs", default="cat,logpipe,memcached-frozen,worker-frozen",
+                        help="which httpd load runs (default: all four)")
     parser.add_argument("--logpipe", help="logger command for the httpd runs (default: .venv/bin/logpipe)")
     parser.add_argument("--log-level", default="warn", help="httpd LogLevel in the load runs (default warn)")
     parser.add_argument("--lines", type=int, help="input lines, at least (default 1,000,000; quick 100,000)")
@@ -85,6 +87,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    from .httpd import KINDS
+
+    unknown = set(args.httpd_runs.split(",")) - set(KINDS)
+    if unknown:
+        parser.error(f"unknown httpd run(s) {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}")
     return args
 
 
@@ -178,7 +185,8 @@ def run_parts(args: argparse.Namespace, say=print) -> dict:
                              logpipe=args.logpipe)
             run_id = f"{os.getpid()}-{int(time.time())}"
             for kind in KINDS:
-                part(f"httpd_{kind}", load_run, kind, cfg, f"{run_id}-{kind}")
+                if kind in args.httpd_runs.split(","):
+                    part(f"httpd_{kind}", load_run, kind, cfg, f"{run_id}-{kind}")
     finally:
         if data is not None and not args.keep_input:
             data.path.unlink(missing_ok=True)

@@ -73,3 +73,18 @@ def test_generated_input_is_all_parseable_and_spread_over_days(tmp_path):
     assert len(written) == 6000
     assert written[0] != written[2000] and written[0].split(b"[")[0] == written[2000].split(b"[")[0]
     assert data.days == 5  # 3 days of lines, each copy one day later
+
+
+@pytest.mark.slow
+def test_ab_runs_both_revisions_on_the_same_input_and_compares_counts():
+    """``bench.ab HEAD``: HEAD's checkout and the working tree, alternated, the same page views."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    res = subprocess.run(
+        [sys.executable, "-m", "bench.ab", "HEAD", "--runs", "1", "--lines", "3000"],
+        cwd=REPO, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    runs = [line for line in res.stdout.splitlines() if line.strip().startswith("run 1")]
+    assert len(runs) == 2
+    assert len({line.rsplit(",", 1)[1] for line in runs}) == 1  # the same page views
