@@ -100,6 +100,7 @@ class Settings:
     max_rss: int = 512 << 20
     worker_nice: int = 0
     # supervisor
+    nice: int = -5
     spool_max: int = 128 << 20
     replay_max: int = 64 << 20
     pipe_size: int = 1 << 20
@@ -245,6 +246,8 @@ def _validate(settings: Settings) -> None:
     for name in ("ttl", "flush_interval", "timeout", "connect_timeout", "heartbeat_timeout"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
+    if not -20 <= settings.nice <= 19:
+        raise ConfigError("--nice must be -20 (the highest priority) to 19 (the lowest)")
     if not 0 <= settings.worker_nice <= 19:
         raise ConfigError("--worker-nice must be 0 (the supervisor's priority) to 19 (the lowest)")
     if settings.ttl > 30 * 86400:

@@ -25,7 +25,7 @@ import pytest
 HELPERS = Path(__file__).resolve().parent / "supervisor_helpers.py"
 
 STATUS_FIELDS = {
-    "schema", "role", "pid", "started", "updated", "state", "argv", "memcached", "pipe_size",
+    "schema", "role", "pid", "started", "updated", "state", "argv", "memcached", "pipe_size", "nice",
     "lines_read", "bytes_read", "lines_forwarded", "lines_dropped", "too_long_lines",
     "unprotected_lines", "spool_bytes", "spool_max", "replay_bytes", "worker_pid",
     "worker_started", "worker_last_message", "worker_restarts", "crash_backoff_until",
@@ -201,6 +201,9 @@ def test_status_file_present_with_schema_then_removed(sup):
     assert status["worker_pid"] == s.worker_pids()[0]
     assert status["lines_read"] == 100 and status["bytes_read"] == len(numbered(1, 100))
     assert status["pipe_size"] >= 256 << 10
+    # --nice -5 (the default) needs root; unprivileged, the niceness it had.
+    assert status["nice"] == os.getpriority(os.PRIO_PROCESS, s.proc.pid)
+    assert status["nice"] == (-5 if os.geteuid() == 0 else os.getpriority(os.PRIO_PROCESS, 0))
     assert status["worker_last_message"] >= status["worker_started"]
     assert status["worker_restarts"] == [] and status["last_worker_exit"] is None
     assert oct(s.status_dir.stat().st_mode & 0o777) == "0o755"
