@@ -6,7 +6,8 @@ Identical runs on a shared VM move by ±10–20 %, and the load changes over
 minutes, so comparing one ``bench.run`` today with one yesterday says little.
 This runs ``bench.worker_main`` (the worker alone, stdin from the bench input
 file, to a private real memcached, emptied between runs) from a checkout of
-each revision (``git worktree`` under ``bench/out/ab/``), alternating A, B,
+each revision (``git worktree`` under ``bench/out/ab/``, removed afterwards
+unless ``--keep``), alternating A, B,
 A, B …, and prints each run and the best and median lines/s and CPU seconds
 per revision.  *REV_B* defaults to the working tree as it is.  Every run's
 page views are checked against the first: a change that alters the counts
@@ -26,7 +27,7 @@ from .data import write_replicated
 from .offline import run_worker
 from .servers import Memcached
 
-__all__ = ["main", "checkout"]
+__all__ = ["main", "checkout", "remove_checkout"]
 
 
 def checkout(rev: str) -> Path:
@@ -41,6 +42,11 @@ def checkout(rev: str) -> Path:
     return path
 
 
+def remove_checkout(path: Path) -> None:
+    """Remove a worktree made by :func:`checkout`."""
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], capture_output=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line; exit 1 when the revisions count differently."""
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n\n")[0])
@@ -49,8 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per revision (default 3)")
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--dimensions", default=None, help="logpipe --dimensions (default: all)")
+    parser.add_argument("--keep", action="store_true", help="keep the checkouts for the next comparison")
     args = parser.parse_args(argv)
     trees = {args.rev_a: checkout(args.rev_a), args.rev_b or "working tree": checkout(args.rev_b) if args.rev_b else REPO}
+    try:
+        return _compare(args, trees)
+    finally:
+        if not args.keep:
+            for tree in trees.values():
+                if tree != REPO:
+                    remove_checkout(tree)
+
+
+def _compare(args: argparse.Namespace, trees: dict[str, Path]) -> int:
     data = write_replicated(OUT_DIR / "work" / f"ab-input-{args.lines}.log", args.lines)
     print(f"input: {data.lines:,} lines, {data.source}")
     options = [] if args.dimensions is None else ["--dimensions", args.dimensions]

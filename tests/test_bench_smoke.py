@@ -88,3 +88,5 @@ def test_ab_runs_both_revisions_on_the_same_input_and_compares_counts():
     runs = [line for line in res.stdout.splitlines() if line.strip().startswith("run 1")]
     assert len(runs) == 2
     assert len({line.rsplit(",", 1)[1] for line in runs}) == 1  # the same page views
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert not (REPO / "bench" / "out" / "ab" / head.strip()[:12]).exists()  # its checkout is removed
