@@ -246,6 +246,13 @@ def _validate(settings: Settings) -> None:
     for name in ("ttl", "flush_interval", "timeout", "connect_timeout", "heartbeat_timeout"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
+    from .logformat import UnsupportedFormat
+    from .parsing import check_format
+
+    try:
+        check_format(settings.format)
+    except UnsupportedFormat as exc:
+        raise ConfigError(f"--format {settings.format!r} cannot be parsed: {exc}") from None
     if not -20 <= settings.nice <= 19:
         raise ConfigError("--nice must be -20 (the highest priority) to 19 (the lowest)")
     if not 0 <= settings.worker_nice <= 19:

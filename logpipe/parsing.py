@@ -22,6 +22,7 @@ from .logformat import FIELDS, UnsupportedFormat, compile_format, resolve_nickna
 
 __all__ = [
     "LineParser",
+    "check_format",
     "unescape",
     "split_request",
     "day_from_clf",
@@ -122,6 +123,22 @@ def _bytes(chunk, start: int, end: int) -> bytes:
         return chunk
     with memoryview(chunk) as view:
         return bytes(view[start:end])
+
+
+def check_format(fmt: str) -> None:
+    """Check that LogFormat *fmt* (or a nickname) can be parsed at all.
+
+    Raises:
+        UnsupportedFormat: neither the fast compiler nor apache-log-parser
+            reads it (e.g. a custom ``%{%Y-%m-%d}t``), with both reasons.
+    """
+    try:
+        compile_format(fmt)
+    except UnsupportedFormat as first:
+        try:
+            LineParser(fmt, force_fallback=True)
+        except UnsupportedFormat as second:
+            raise UnsupportedFormat(f"{first}; {second}") from None
 
 
 class LineParser:
@@ -256,7 +273,10 @@ class LineParser:
         # Any spelling but "User-Agent" keeps apache-log-parser from running
         # user_agents.parse() on every line (82 % of its time).
         fmt = re.sub(r"%\{User-Agent\}i", "%{User-agent}i", self.format, flags=re.I)
-        self._alp = apache_log_parser.make_parser(fmt)
+        try:
+            self._alp = apache_log_parser.make_parser(fmt)
+        except Exception as exc:  # it compiles its own regex and may fail in many ways (re.error …)
+            raise UnsupportedFormat(f"apache-log-parser cannot read it either ({type(exc).__name__}: {exc})") from None
         self._alp_errors = (apache_log_parser.ApacheLogParserException, ValueError)
         self.fields = tuple(f for f in FIELDS if f in wanted and f not in ("method", "path", "query"))
         self._getter = None

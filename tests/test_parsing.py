@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from logpipe.config import Settings
 from logpipe.logformat import NICKNAMES, UnsupportedFormat, compile_format, tokenize
-from logpipe.parsing import LineParser, day_from_clf, reject_reason, split_request, unescape
+from logpipe.parsing import LineParser, check_format, day_from_clf, reject_reason, split_request, unescape
 from logpipe.pipeline import Pipeline
 
 COMBINED = NICKNAMES["combined"]
@@ -105,6 +105,13 @@ def test_unsupported_directive_falls_back_to_apache_log_parser():
         compile_format('%h %{%Y-%m-%d}t "%r" %>s')
     parser = LineParser('%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %{SSL_PROTOCOL}Z')
     assert parser.fallback  # %Z is not a directive the compiler knows
+
+
+def test_check_format_names_why_no_parser_reads_a_format():
+    check_format("combined")
+    check_format('%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %{SSL_PROTOCOL}Z')  # the fallback's
+    with pytest.raises(UnsupportedFormat, match=r"%\{%Y-%m-%d\}t.*apache-log-parser cannot read it either"):
+        check_format('%h %{%Y-%m-%d}t "%r" %>s')
 
 
 @pytest.mark.parametrize("raw, day", [

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from logpipe.api import today
 from logpipe.config import parse_servers
 from logpipe.keys import counter_key, index_key
@@ -83,11 +85,23 @@ def test_bad_option_outside_httpd_is_one_line_and_exit_2(logpipe_bin):
     assert out.stderr.count("\n") == 1 and "flush_interval" in out.stderr
 
 
-def test_bad_option_under_httpd_keeps_draining_stdin(logpipe_bin):
+UNREADABLE_FORMAT = '%h %l %u %t "%r" %>s %b %{%Y-%m-%d}t'  # a custom %t: neither parser reads it
+
+
+def test_an_unreadable_log_format_is_one_line_and_exit_2(logpipe_bin):
+    out = subprocess.run([logpipe_bin, "--dry-run", "--format", UNREADABLE_FORMAT], capture_output=True,
+                         text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "--format" in out.stderr and "%{%Y-%m-%d}t" in out.stderr
+
+
+@pytest.mark.parametrize("options, named", [(["--no-such-option"], "--no-such-option"),
+                                            (["--format", UNREADABLE_FORMAT], "--format")])
+def test_bad_option_under_httpd_keeps_draining_stdin(logpipe_bin, options, named):
     """A daemon with a bad option must not exit (httpd would respawn it every second)."""
-    proc = subprocess.Popen([logpipe_bin, "--no-such-option"], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([logpipe_bin, *options], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdin.write(b"x\n" * 200_000)  # far more than a pipe holds: it must be read
     proc.stdin.close()
     assert proc.wait(30) == 0
     err = proc.stderr.read().decode()
-    assert "--no-such-option" in err and "200000 lines read" in err
+    assert named in err and "200000 lines read" in err and "Traceback" not in err
