@@ -57,8 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dimensions", default=None, help="logpipe --dimensions (default: all)")
     parser.add_argument("--keep", action="store_true", help="keep the checkouts for the next comparison")
     args = parser.parse_args(argv)
-    trees = {args.rev_a: checkout(args.rev_a), args.rev_b or "working tree": checkout(args.rev_b) if args.rev_b else REPO}
-    try:
+    if args.rev_a == args.rev_b:
+        parser.error("two different revisions, please (or one, against the working tree)")
+    trees: dict[str, Path] = {}
+    try:  # a checkout made before a later step failed is removed too
+        trees[args.rev_a] = checkout(args.rev_a)
+        trees[args.rev_b or "working tree"] = checkout(args.rev_b) if args.rev_b else REPO
         return _compare(args, trees)
     finally:
         if not args.keep:
@@ -69,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _compare(args: argparse.Namespace, trees: dict[str, Path]) -> int:
     data = write_replicated(OUT_DIR / "work" / f"ab-input-{args.lines}.log", args.lines)
+    try:
+        return _alternate(args, trees, data)
+    finally:
+        data.path.unlink(missing_ok=True)
+
+
+def _alternate(args: argparse.Namespace, trees: dict[str, Path], data) -> int:
     print(f"input: {data.lines:,} lines, {data.source}")
     options = [] if args.dimensions is None else ["--dimensions", args.dimensions]
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
@@ -87,7 +98,6 @@ def _compare(args: argparse.Namespace, trees: dict[str, Path]) -> int:
         cpu = [seconds for _, seconds in runs]
         print(f"{name:>14}: best {max(rates):,.0f} lines/s, median {statistics.median(rates):,.0f}; "
               f"CPU s best {min(cpu):.2f}, median {statistics.median(cpu):.2f}")
-    data.path.unlink(missing_ok=True)
     if len(page_views) > 1:
         print(f"the revisions count differently: page views {sorted(page_views)}")
         return 1
