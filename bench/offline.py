@@ -165,7 +165,7 @@ def recipe_run(data: InputFile, max_lines: int) -> dict:
     memcached; the counters' sum is checked against the lines counted.
     """
     from logpipe.keys import counter_key, normalize_path
-    from logpipe.parsing import day_from_clf
+    from logpipe.counting.parsing import day_from_clf
 
     days: dict[bytes, str] = {}
     counted = 0

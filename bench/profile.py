@@ -3,7 +3,7 @@
 ``python -m bench.profile [--lines 1000000] [--dimensions url] [--top 30] [--stages]``
 builds the same input as ``bench.run`` (the real combined logs replicated,
 or a generated log), starts a private memcached, and runs
-:class:`logpipe.worker.Worker` in this process on the file under cProfile.
+:class:`logpipe.daemon.worker.Worker` in this process on the file under cProfile.
 Prints the functions with the most own time and the most cumulative time,
 and saves the raw stats to ``bench/out/profile.pstats``
 (``python -m pstats bench/out/profile.pstats`` to browse).
@@ -40,7 +40,7 @@ __all__ = ["main", "profile_worker", "time_stages"]
 def time_stages(path, dimensions: str | None, rounds: int = 3, flush_every: int = 60) -> dict:
     """CPU seconds of feed / take / to_keys over the file at *path* (best of *rounds*)."""
     from logpipe.config import build_settings
-    from logpipe.pipeline import Pipeline
+    from logpipe.daemon.pipeline import Pipeline
 
     with open(path, "rb") as handle:
         data = handle.read()
@@ -90,7 +90,7 @@ def _print_stages(r: dict, title: str) -> None:
 def profile_worker(path, server: Memcached, dimensions: str | None, profile: bool):
     """Run the worker on *path* in-process; return ``(seconds, lines, cProfile.Profile | None)``."""
     from logpipe.config import build_settings
-    from logpipe.worker import Worker
+    from logpipe.daemon.worker import Worker
 
     values = {"memcached": server.spec, "status_dir": ""}
     if dimensions:

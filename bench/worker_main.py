@@ -3,7 +3,7 @@
 ``python -m bench.worker_main --report FILE [logpipe options]`` builds the
 daemon's :class:`~logpipe.config.Settings` from the usual options (the
 ``LOGPIPE_*`` environment is ignored, so a benchmark is not changed by the
-caller's shell), runs :class:`logpipe.worker.Worker` on fd 0 with no control
+caller's shell), runs :class:`logpipe.daemon.worker.Worker` on fd 0 with no control
 pipe (``ctrl_fd=-1``) until EOF, and writes a JSON report to FILE:
 
 ``lines`` (read), ``page_views``, ``outcomes``, ``rejected``,
@@ -24,7 +24,7 @@ import time
 _T0 = time.perf_counter()
 
 from logpipe.config import Settings, add_options, build_settings  # noqa: E402
-from logpipe.worker import Worker  # noqa: E402
+from logpipe.daemon.worker import Worker  # noqa: E402
 
 __all__ = ["main", "peak_rss"]
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 
-from .config import parse_servers
-from .keys import DEFAULT_PREFIX, counter_key, index_keys, normalize_path
-from .store import CounterStore, StoreError
+from logpipe.config import parse_servers
+from logpipe.keys import DEFAULT_PREFIX, counter_key, index_keys, normalize_path
+from logpipe.daemon.store import CounterStore, StoreError
 
 __all__ = ["Reader", "StoreError", "today", "hits_today", "top"]
 

@@ -246,8 +246,8 @@ def _validate(settings: Settings) -> None:
     for name in ("ttl", "flush_interval", "timeout", "connect_timeout", "heartbeat_timeout"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
-    from .logformat import UnsupportedFormat
-    from .parsing import check_format
+    from logpipe.counting.logformat import UnsupportedFormat
+    from logpipe.counting.parsing import check_format
 
     try:
         check_format(settings.format)

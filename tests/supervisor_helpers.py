@@ -1,7 +1,7 @@
 """Test doubles for tests/test_supervisor.py: a supervisor entry point and a scriptable worker.
 
 Run as ``python supervisor_helpers.py CONFIG_JSON``: builds :class:`Settings` from
-``CONFIG_JSON["settings"]`` and calls :func:`logpipe.supervisor.run` with :func:`worker_main`
+``CONFIG_JSON["settings"]`` and calls :func:`logpipe.daemon.supervisor.run` with :func:`worker_main`
 (and :class:`FileSink` when ``CONFIG_JSON["sink"]`` is set); exits with its return code.
 
 The worker (keys of ``CONFIG_JSON["worker"]``, all optional):
@@ -25,7 +25,7 @@ import select
 import sys
 import time
 
-from logpipe import supervisor
+from logpipe.daemon import supervisor
 from logpipe.config import Settings
 
 CONFIG: dict = {}

@@ -69,7 +69,7 @@ def www_data_can_run_logpipe() -> bool:
     """Whether www-data can import logpipe's worker with this Python: not when the interpreter
     lives in a private directory (a pyenv under /root), as in some development setups."""
     try:
-        res = subprocess.run([sys.executable, "-c", "import logpipe.worker"], user=33, group=33,
+        res = subprocess.run([sys.executable, "-c", "import logpipe.daemon.worker"], user=33, group=33,
                              extra_groups=[], capture_output=True, cwd="/", timeout=60)
     except (OSError, subprocess.SubprocessError):  # cannot even execute it
         return False

@@ -1,6 +1,6 @@
 """Issue 5, raw archive: every line Apache wrote, in dated files, whatever the worker and memcached do.
 
-Unit tests drive :class:`logpipe.archive.Archive` with an injected clock; the end-to-end tests run
+Unit tests drive :class:`logpipe.daemon.archive.Archive` with an injected clock; the end-to-end tests run
 real httpd with two CustomLogs -- logpipe with ``--archive`` and a plain file beside it -- and
 compare the two.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from logpipe.archive import Archive, ArchiveError
+from logpipe.daemon.archive import Archive, ArchiveError
 
 from servers import wait_for
 
@@ -153,7 +153,7 @@ def test_a_short_write_leaves_no_glued_lines(tmp_path):
     script = textwrap.dedent(f"""
         import resource, signal, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-        from logpipe.archive import Archive, ArchiveError
+        from logpipe.daemon.archive import Archive, ArchiveError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         line = b"%06d the same length every time\\n"
         archive = Archive(sys.argv[1])
@@ -187,7 +187,7 @@ def test_two_archives_appending_to_one_file_never_interleave_lines(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-        from logpipe.archive import Archive
+        from logpipe.daemon.archive import Archive
         tag = sys.argv[2].encode()
         archive = Archive(sys.argv[1])
         body = b"".join(b"%s %05d " % (tag, i) + b"x" * 150 + b"\\n" for i in range(400))

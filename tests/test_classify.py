@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from logpipe.config import Settings
-from logpipe.pipeline import Pipeline
+from logpipe.daemon.pipeline import Pipeline
 
 DAY = "2026-11-21"
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
@@ -182,7 +182,7 @@ def test_status_counts_agree_with_goaccess(real_logs_dir, tmp_path):
 
 
 def test_a_feed_larger_than_its_pieces_counts_every_line_once():
-    from logpipe.pipeline import FEED_PIECE
+    from logpipe.daemon.pipeline import FEED_PIECE
 
     lines = [line(f"/p/{i % 997}", ip=f"10.0.{i % 250}.{i % 7}", method="POST" if i % 13 == 0 else "GET")
              for i in range(3 * FEED_PIECE // 150)]

@@ -219,7 +219,7 @@ def test_a_killed_workers_status_file_is_removed(logpipe_bin, memcached, tmp_pat
 def test_a_burst_of_new_urls_is_flushed_before_the_interval(logpipe_bin, memcached, tmp_path):
     """Memory stays bounded: past FLUSH_EARLY_KEYS held increments the worker sends
     without waiting for --flush-interval (here an hour), and counts stay exact."""
-    from logpipe.worker import FLUSH_EARLY_KEYS
+    from logpipe.daemon.worker import FLUSH_EARLY_KEYS
 
     proc = subprocess.Popen(_daemon_cmd(logpipe_bin, memcached, tmp_path, "--count-all", "--dimensions", "url",
                                         "--flush-interval", "3600"),

@@ -37,7 +37,7 @@ import pytest
 from faults_report import record
 from logpipe.config import parse_servers
 from logpipe.keys import counter_key, normalize_path
-from logpipe.store import CounterStore
+from logpipe.daemon.store import CounterStore
 from servers import wait_for
 
 pytestmark = pytest.mark.faults
@@ -594,7 +594,7 @@ def test_memory_ceiling_recycles_after_a_flush_without_loss(apache_factory, memc
 def test_back_off_is_exponential_with_a_cap():
     """The cap (30 s) takes minutes to reach for real; the schedule itself, in-process."""
     from logpipe.config import Settings
-    from logpipe.supervisor import BACKOFF_CAP, STABLE_AFTER, _Supervisor
+    from logpipe.daemon.supervisor import BACKOFF_CAP, STABLE_AFTER, _Supervisor
 
     state = _Supervisor(Settings(log_interval=1e9), None, None)
     delays = [state._schedule_restart(0.0, crashed_after=0.01) for _ in range(12)]
@@ -825,7 +825,7 @@ def test_final_flush_after_a_long_outage_does_not_wait_for_the_back_off(memcache
     """At EOF (httpd stopping) the worker has 3 s: a server that came back after a long outage
     must get its counts then, even if its back-off (up to 30 s) says 'not yet'."""
     from logpipe.config import Settings
-    from logpipe.worker import Worker
+    from logpipe.daemon.worker import Worker
 
     started = time.monotonic()
     settings = Settings(memcached=memcached.spec, count_all=True, dimensions="url",

@@ -24,8 +24,8 @@ try:
 except ImportError:  # pragma: no cover
     from tests.servers import wait_for
 
-from logpipe import health
-from logpipe.health import CRITICAL, OK, UNKNOWN, WARNING, Thresholds, daemon_arguments
+from logpipe.commands import health
+from logpipe.commands.health import CRITICAL, OK, UNKNOWN, WARNING, Thresholds, daemon_arguments
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "health.md"
@@ -653,7 +653,7 @@ def test_no_logpipe_and_no_apache_is_ok(monkeypatch, tmp_path) -> None:
     (["/opt/venv/bin/python3.11", "-u", "/opt/venv/bin/logpipe"], []),
     (["/usr/local/bin/logpipe", "--format", "combined"], ["--format", "combined"]),
     (["python3", "-X", "dev", "-m", "logpipe", "--prefix", "p"], ["--prefix", "p"]),
-    (["python3", "-m", "logpipe.cli"], []),
+    (["python3", "-m", "logpipe.commands.main"], []),
     (["/usr/bin/python3", "/usr/local/bin/logpipe", "health", "--json"], None),
     (["/usr/bin/python3", "/usr/local/bin/logpipe", "top"], None),
     (["/usr/bin/python3", "/usr/local/bin/logpipe", "--dry-run"], None),

@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from faults_report import record
 from logpipe.config import Settings
 from logpipe.keys import MAX_KEY_BYTES, counter_key, normalize_path
-from logpipe.parsing import MAX_LINE_BYTES
-from logpipe.pipeline import Pipeline
-from logpipe.supervisor import MAX_LINE, _Supervisor
-from logpipe.worker import Worker
+from logpipe.counting.parsing import MAX_LINE_BYTES
+from logpipe.daemon.pipeline import Pipeline
+from logpipe.daemon.supervisor import MAX_LINE, _Supervisor
+from logpipe.daemon.worker import Worker
 from servers import wait_for
 
 DAY = "2026-11-21"
@@ -130,7 +130,7 @@ def test_supervisor_drops_only_the_lines_over_1_mib_and_resynchronises(seed):
 def worker():
     """One worker for all examples (building its classifiers costs ~0.15 s); each example
     gives it a new data pipe and judges the differences of its counters."""
-    import logpipe.worker as worker_module
+    import logpipe.daemon.worker as worker_module
 
     settings = Settings(memcached="127.0.0.1:1", status_dir="", log_interval=1e9,
                         count_all=True)
@@ -325,7 +325,7 @@ def test_junk_corpus_through_the_daemon(logpipe_bin, memcached, tmp_path):
     stderr = proc.stderr.read().decode("utf-8", "replace")
     assert "Traceback" not in stderr and "worker failed" not in stderr, stderr
     assert "rejected a line" in stderr  # reported
-    store = __import__("logpipe.store", fromlist=["CounterStore"]).CounterStore(
+    store = __import__("logpipe.daemon.store", fromlist=["CounterStore"]).CounterStore(
         [("127.0.0.1", memcached.port)])
     keys = {counter_key(DAY, "url", path): n for path, n in expected.items() if n}
     got = store.get_counts(list(keys))
@@ -344,7 +344,7 @@ def test_junk_corpus_through_the_daemon(logpipe_bin, memcached, tmp_path):
     # every line is an outcome: a page view (--count-all), not a page view, or rejected
     assert summary["page views"] + summary["not page views"] + summary["rejected"] == lines
     # the daemon counted exactly what --dry-run (same rules, no server) calls page views
-    store = __import__("logpipe.store", fromlist=["CounterStore"]).CounterStore(
+    store = __import__("logpipe.daemon.store", fromlist=["CounterStore"]).CounterStore(
         [("127.0.0.1", memcached.port)])
     url_keys = [k for k in dumped if ":url:" in k and "#index." not in k]
     counted = sum(store.get_counts(url_keys).values())
@@ -403,7 +403,7 @@ _LOGGED_REQUEST = re.compile(rb'\] "((?:[^"\\]|\\.)*)" (\d{3}) ')
 
 
 def _unescape(raw: bytes) -> bytes:
-    """Undo Apache's log escaping (written here, independently of logpipe.parsing)."""
+    """Undo Apache's log escaping (written here, independently of logpipe.counting.parsing)."""
     out, i = bytearray(), 0
     while i < len(raw):
         if raw[i:i + 2] == b"\\x" and re.fullmatch(rb"[0-9a-fA-F]{2}", raw[i + 2:i + 4]):
@@ -470,7 +470,7 @@ def test_hostile_urls_through_httpd_give_valid_distinct_readable_keys(
     expected, other = _expected_urls(logged)
     day = time.strftime("%Y-%m-%d")
     keys = {counter_key(day, "url", path): n for path, n in expected.items() if n}
-    from logpipe.store import CounterStore
+    from logpipe.daemon.store import CounterStore
 
     store = CounterStore([("127.0.0.1", memcached.port)])
     got = store.get_counts(list(keys))
@@ -517,7 +517,7 @@ def test_100_kb_lines_through_httpd(apache_factory, memcached, logpipe_bin, tmp_
     logged = truth.read_bytes().splitlines()
     lengths = sorted({len(line) // 1000 for line in logged})
     assert failed == 0 and len(logged) == 9, lengths
-    from logpipe.store import CounterStore
+    from logpipe.daemon.store import CounterStore
 
     store = CounterStore([("127.0.0.1", memcached.port)])
     day = time.strftime("%Y-%m-%d")
@@ -538,7 +538,7 @@ def test_100_kb_lines_through_httpd(apache_factory, memcached, logpipe_bin, tmp_
 
 
 def test_a_long_user_agent_does_not_stall_counting():
-    from logpipe.useragents import UserAgentClassifier
+    from logpipe.counting.useragents import UserAgentClassifier
 
     classifier = UserAgentClassifier()
     began = time.monotonic()

@@ -1,4 +1,4 @@
-"""LogFormat compilation and line parsing (logpipe.logformat, logpipe.parsing).
+"""LogFormat compilation and line parsing (logpipe.counting.logformat, logpipe.counting.parsing).
 
 Rules come from mod_log_config's format directives and ap_escape_logitem
 (httpd server/util.c): quoted fields escape '"' and '\\' and every byte
@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logpipe.config import Settings
-from logpipe.logformat import NICKNAMES, UnsupportedFormat, compile_format, tokenize
-from logpipe.parsing import LineParser, check_format, day_from_clf, reject_reason, split_request, unescape
-from logpipe.pipeline import Pipeline
+from logpipe.counting.logformat import NICKNAMES, UnsupportedFormat, compile_format, tokenize
+from logpipe.counting.parsing import LineParser, check_format, day_from_clf, reject_reason, split_request, unescape
+from logpipe.daemon.pipeline import Pipeline
 
 COMBINED = NICKNAMES["combined"]
 LINE = (b'203.0.113.9 - alice [21/Nov/2026:10:11:12 +0530] "GET /blog/1/?page=2 HTTP/2.0" 200 5120 '

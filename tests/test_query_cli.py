@@ -15,7 +15,7 @@ import pytest
 from logpipe.api import today
 from logpipe.config import parse_servers
 from logpipe.keys import counter_key, index_key
-from logpipe.store import CounterStore
+from logpipe.daemon.store import CounterStore
 
 
 def _seed(memcached, values: dict[str, int], dimension: str = "url") -> None:

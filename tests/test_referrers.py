@@ -1,4 +1,4 @@
-"""logpipe.referrers: referring URL/host, search engine and keyword of Referer headers."""
+"""logpipe.counting.referrers: referring URL/host, search engine and keyword of Referer headers."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from logpipe import referrers
-from logpipe.referrers import MAX_KEYWORD, NOT_PROVIDED, Referrer, ReferrerClassifier
+from logpipe.counting import referrers
+from logpipe.counting.referrers import MAX_KEYWORD, NOT_PROVIDED, Referrer, ReferrerClassifier
 
 REAL_LOGS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real"
-DATA = Path(referrers.__file__).resolve().parent / "data"
+DATA = Path(referrers.__file__).resolve().parent.parent / "data"
 NONE = Referrer(None, None, None, None)
 
 # (referer as logged, url, host, keyword, engine)

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 
 from logpipe.api import Reader
 from logpipe.history import SCHEMA_VERSION, History, HistoryError, db_value, hits, hits_table
-from logpipe.rollup import archive_files, default_day
+from logpipe.commands.rollup import archive_files, default_day
 
 from servers import Memcached, MEMCACHED_BIN
 

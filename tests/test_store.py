@@ -1,4 +1,4 @@
-"""logpipe.store against real memcached servers: meta arithmetic, TTL, placement, failures."""
+"""logpipe.daemon.store against real memcached servers: meta arithmetic, TTL, placement, failures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pymemcache.client.hash import HashClient
 from logpipe.api import Reader
 from logpipe.config import parse_servers
 from logpipe.keys import counter_key
-from logpipe.store import CounterStore
+from logpipe.daemon.store import CounterStore
 
 DAY = "2026-11-21"
 

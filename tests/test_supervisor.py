@@ -519,7 +519,7 @@ def _peek(sup_state, n: int) -> bytes:
 
 def _simulate(seed: int, replay_max: int):
     from logpipe.config import Settings
-    from logpipe.supervisor import _Supervisor, _Worker
+    from logpipe.daemon.supervisor import _Supervisor, _Worker
 
     rng = random.Random(seed)
     lines = [f"{i:06d} {'x' * rng.randrange(0, 80)}\n".encode() for i in range(300)]

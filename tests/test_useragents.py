@@ -1,4 +1,4 @@
-"""logpipe.useragents: browser, platform and bot of User-Agent strings.
+"""logpipe.counting.useragents: browser, platform and bot of User-Agent strings.
 
 The real-log test recomputes everything with ua-parser's global parser and a
 fresh CrawlerDetect, called directly, and compares the counts.
@@ -21,8 +21,8 @@ import pytest
 import ua_parser
 from crawlerdetect import CrawlerDetect
 
-from logpipe import useragents
-from logpipe.useragents import Agent, UserAgentClassifier
+from logpipe.counting import useragents
+from logpipe.counting.useragents import Agent, UserAgentClassifier
 
 REAL_LOGS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real"
 

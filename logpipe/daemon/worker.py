@@ -1,6 +1,6 @@
 """The worker: lines from the supervisor in, batches of counters to memcached out.
 
-Runs in a child forked by :mod:`logpipe.supervisor`, to the protocol in that
+Runs in a child forked by :mod:`logpipe.daemon.supervisor`, to the protocol in that
 module's docstring: it reads complete lines from *data_fd*, writes ``H`` (a
 heartbeat, at least once a second) and ``A <offset>`` (every input byte up to
 *offset* is confirmed in memcached) to *ctrl_fd*, and exits 0 after EOF, 3 to
@@ -21,9 +21,9 @@ import signal
 import sys
 import time
 
-from .config import Settings, warn
-from .pipeline import Pipeline
-from .store import CounterStore
+from logpipe.config import Settings, warn
+from logpipe.daemon.pipeline import Pipeline
+from logpipe.daemon.store import CounterStore
 
 __all__ = ["run", "Worker", "EXIT_RECYCLE"]
 

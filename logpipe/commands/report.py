@@ -25,7 +25,7 @@ import sys
 import tempfile
 from importlib import resources
 
-from . import __version__
+from logpipe import __version__
 
 __all__ = ["add_arguments", "run", "build_report", "render_html", "write_report", "chart_js"]
 
@@ -57,8 +57,8 @@ def add_arguments(parser, name: str) -> None:
 
 def run(args) -> int:
     """Run ``logpipe report``; 0 written, 1 no data or database error, 2 bad option."""
-    from .cli import settings_from
-    from .history import History, HistoryError
+    from logpipe.commands.main import settings_from
+    from logpipe.history import History, HistoryError
 
     settings = settings_from(args)
     if args.days < 1 or args.top < 1:

@@ -29,18 +29,18 @@ import importlib
 import os
 import sys
 
-from . import __version__
-from .config import ConfigError, Settings, add_options, build_settings, warn
+from logpipe import __version__
+from logpipe.config import ConfigError, Settings, add_options, build_settings, warn
 
 __all__ = ["main", "COMMANDS"]
 
 #: subcommand → module implementing it.
 COMMANDS = {
-    "hits": "logpipe.query",
-    "top": "logpipe.query",
-    "health": "logpipe.health",
-    "rollup": "logpipe.rollup",
-    "report": "logpipe.report",
+    "hits": "logpipe.commands.query",
+    "top": "logpipe.commands.query",
+    "health": "logpipe.commands.health",
+    "rollup": "logpipe.commands.rollup",
+    "report": "logpipe.commands.report",
 }
 
 _ALL_SETTINGS = [f.name for f in dataclasses.fields(Settings)]
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return _drain_after_bad_option(str(exc))
     if args.dry_run:
-        from .dryrun import run_dry_run
+        from logpipe.commands.dryrun import run_dry_run
 
         return run_dry_run(settings, explain=args.explain)
     return run_daemon(settings)
@@ -116,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_daemon(settings: Settings) -> int:
     """Run the supervisor with the worker (and the raw archive when configured)."""
-    from . import supervisor, worker
+    from logpipe.daemon import supervisor
+    from logpipe.daemon import worker
 
     sink = None
     if settings.archive:
         try:
-            from .archive import Archive
+            from logpipe.daemon.archive import Archive
 
             sink = Archive(settings.archive, symlink=settings.symlink, tz=settings.archive_tz)
         except Exception as exc:  # the stream must go on without the archive

@@ -9,7 +9,7 @@ byte ≥ 0x80 → ``\\xhh`` (httpd ``server/util.c``), so a quoted field matches
 
 Only the fields logpipe counts are captured; the rest are matched and skipped.
 A format with a directive this module does not know falls back to
-apache-log-parser (see :mod:`logpipe.parsing`).
+apache-log-parser (see :mod:`logpipe.counting.parsing`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Shared by the worker (live, flushing every interval) and ``--dry-run`` (one
 batch at the end).  Per buffer it does one regex scan and one C-level count of
 identical line keys (the fields but the User-Agent, plus the agent's
-classification: :meth:`~logpipe.classify.Classifier.line_keys`); it classifies
+classification: :meth:`~logpipe.counting.classify.Classifier.line_keys`); it classifies
 each distinct key once, when :data:`RAW_LIMIT` of them are held, when the
 worker is idle or at the flush, and turns the result into keys
 (:func:`logpipe.keys.counter_key`).
@@ -17,10 +17,10 @@ from collections import Counter
 from itertools import compress
 from typing import Callable
 
-from .classify import REJECTED, Classifier, needed_fields
-from .config import Settings
-from .keys import MAX_KEY_BYTES, encode_value, index_suffix, key_head
-from .parsing import LineParser, split_request
+from logpipe.counting.classify import REJECTED, Classifier, needed_fields
+from logpipe.config import Settings
+from logpipe.keys import MAX_KEY_BYTES, encode_value, index_suffix, key_head
+from logpipe.counting.parsing import LineParser, split_request
 
 try:  # the C helper behind Counter.update(iterable)
     from _collections import _count_elements
@@ -122,7 +122,7 @@ class Pipeline:
 
     def rejected_counts(self) -> dict[str, int]:
         """Lines that cannot be counted, by reason: unparseable lines plus
-        parsed lines rejected by the rules (:data:`logpipe.classify.REJECTED`)."""
+        parsed lines rejected by the rules (:data:`logpipe.counting.classify.REJECTED`)."""
         stats = self.classifier.stats
         counts = dict(self.rejected)
         for reason in REJECTED:

@@ -40,7 +40,7 @@ import hashlib
 import os
 from typing import Iterable
 
-from .store import StoreError
+from logpipe.daemon.store import StoreError
 
 __all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "HistoryError", "History", "hits_table", "hits", "url_value",
            "ensure_schema", "engine_for", "db_value", "metadata", "counts", "files", "file_days",
@@ -58,7 +58,7 @@ _PG_LOCK_KEY = 0x6C6F6770  # "logp": serialises schema changes between hosts
 class HistoryError(StoreError):
     """The history database cannot be used (unreachable, or a schema from a newer logpipe).
 
-    A :class:`~logpipe.store.StoreError`, so callers that already report
+    A :class:`~logpipe.daemon.store.StoreError`, so callers that already report
     memcached errors report this one the same way.
     """
 
@@ -450,7 +450,7 @@ class History:
 
 def url_value(path: str, fold_trailing_slash: bool = True) -> str:
     """*path* as the ``url`` dimension stores it: query dropped, normalized (see logpipe.keys)."""
-    from .keys import normalize_path
+    from logpipe.keys import normalize_path
 
     return normalize_path(path.split("?", 1)[0], fold_trailing_slash=fold_trailing_slash)
 
@@ -481,7 +481,7 @@ def hits_table(reader, db_url: str, url: str, day: str, days: int, site: str | N
     Raises:
         ValueError: a bad date or *days* < 1.
         HistoryError: the database cannot be read.
-        logpipe.store.StoreError: memcached cannot be read.
+        logpipe.daemon.store.StoreError: memcached cannot be read.
     """
     if days < 1:
         raise ValueError("--days must be 1 or more")
@@ -526,11 +526,11 @@ def hits(path: str, days: int = 30, *, day: str | None = None, servers: str | No
     *servers* None reads the database only.
 
     Raises:
-        HistoryError, logpipe.store.StoreError: a server cannot be read.
+        HistoryError, logpipe.daemon.store.StoreError: a server cannot be read.
     """
     reader = None
     if servers:
-        from .api import Reader
+        from logpipe.api import Reader
 
         reader = Reader(servers, prefix=prefix, timeout=timeout)
     try:

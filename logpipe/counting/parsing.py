@@ -18,7 +18,7 @@ import operator
 import re
 from typing import Iterable
 
-from .logformat import FIELDS, UnsupportedFormat, compile_format, resolve_nickname
+from logpipe.counting.logformat import FIELDS, UnsupportedFormat, compile_format, resolve_nickname
 
 __all__ = [
     "LineParser",
@@ -147,7 +147,7 @@ class LineParser:
     Args:
         fmt: a LogFormat string or nickname (``combined`` …).
         capture: the field names to capture (a subset of
-            :data:`logpipe.logformat.FIELDS`); fewer fields, fewer distinct tuples.
+            :data:`logpipe.counting.logformat.FIELDS`); fewer fields, fewer distinct tuples.
         force_fallback: use apache-log-parser even when the fast compiler
             could (tests hold both to the same answers).
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from .config import Settings
-from .pipeline import Pipeline
+from logpipe.config import Settings
+from logpipe.daemon.pipeline import Pipeline
 
 __all__ = ["run_dry_run", "summary_lines"]
 

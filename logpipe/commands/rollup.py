@@ -2,7 +2,7 @@
 
 ``logpipe rollup [--date D] [FILE…]`` reads raw access-log files -- by
 default the raw archive's files of yesterday (``--archive`` pattern, in
-``--archive-tz``) -- counts them with :class:`logpipe.pipeline.Pipeline`, the
+``--archive-tz``) -- counts them with :class:`logpipe.daemon.pipeline.Pipeline`, the
 same parsing and page-view rules as the live counters, and stores per-day
 counts of every dimension in ``--db`` (SQLite by default, PostgreSQL for
 several web servers).  Give it the daemon's ``--config`` so the rules match.
@@ -39,8 +39,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
-from . import __version__
-from .config import Settings, add_options
+from logpipe import __version__
+from logpipe.config import Settings, add_options
 
 __all__ = ["add_arguments", "run", "rollup_file", "read_counts", "store_counts", "archive_files",
            "default_day", "RollupResult", "FileCounts", "RollupError", "EmptyFile", "ROLLUP_SETTINGS"]
@@ -74,7 +74,7 @@ class FileCounts:
         path: the file name as given.
         fingerprint: SHA-256 (hex) of the first line, without its newline.
         lines: lines read; rejected: lines that did not parse.
-        counts: ``{(day, dimension, site, value): n}`` from :class:`~logpipe.pipeline.Pipeline`.
+        counts: ``{(day, dimension, site, value): n}`` from :class:`~logpipe.daemon.pipeline.Pipeline`.
         stats: the classifier's outcomes (``page view``, ``bot``, ``static`` …), in lines.
         dimensions: the dimensions that were counted.
     """
@@ -137,8 +137,8 @@ def add_arguments(parser, name: str) -> None:
 
 def run(args) -> int:
     """Run ``logpipe rollup``; return the exit status (0 ok, 1 failure, 2 bad option)."""
-    from .cli import settings_from
-    from .history import HistoryError, engine_for, ensure_schema
+    from logpipe.commands.main import settings_from
+    from logpipe.history import HistoryError, engine_for, ensure_schema
 
     settings = settings_from(args)
     source_host = settings.source_host or socket.gethostname()
@@ -257,7 +257,7 @@ def archive_files(pattern: str, day: _dt.date, tz: str | None = None) -> list[st
     Raises:
         ValueError: an unknown time zone.
     """
-    from .archive import Archive
+    from logpipe.daemon.archive import Archive
 
     archive = Archive(pattern, tz=tz)
     if tz:
@@ -316,7 +316,7 @@ def read_counts(path: str, settings: Settings, *,
     Raises:
         RollupError: the file cannot be read.
     """
-    from .pipeline import Pipeline
+    from logpipe.daemon.pipeline import Pipeline
 
     counted = rollup_settings(settings)
     pipeline = Pipeline(counted)
@@ -410,7 +410,7 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
     from sqlalchemy import delete, insert, select, update
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .history import HistoryError, _safe_url, _short, counts, db_value, file_days, files
+    from logpipe.history import HistoryError, _safe_url, _short, counts, db_value, file_days, files
 
     rows: dict[tuple, int] = {}
     for (day, dimension, site, value), n in found.counts.items():
@@ -503,7 +503,7 @@ def rollup_file(path: str, settings: Settings, *, engine=None, db: str | None = 
             (wrong ``--format``?); the database is left unchanged.
         HistoryError: the database failed (rolled back).
     """
-    from .history import engine_for, ensure_schema
+    from logpipe.history import engine_for, ensure_schema
 
     source_host = source_host or settings.source_host or socket.gethostname()
     own_engine = engine is None

@@ -11,9 +11,9 @@ import json
 import sys
 import time
 
-from .api import Reader, today
-from .config import ConfigError
-from .store import StoreError
+from logpipe.api import Reader, today
+from logpipe.config import ConfigError
+from logpipe.daemon.store import StoreError
 
 __all__ = ["add_arguments", "run"]
 
@@ -38,7 +38,7 @@ def add_arguments(parser, name: str) -> None:
 
 def run(args) -> int:
     """Run ``hits`` or ``top``; exit 0, or 1 when memcached cannot be read."""
-    from .cli import settings_from
+    from logpipe.commands.main import settings_from
 
     try:
         settings = settings_from(args)
@@ -62,7 +62,7 @@ def run(args) -> int:
 def _hits(reader: Reader, args, settings) -> int:
     day = args.date or today()
     if args.days > 1:
-        from .history import hits_table
+        from logpipe.history import hits_table
 
         rows = hits_table(reader, settings.db, args.url, day, args.days, site=args.site)
     else:

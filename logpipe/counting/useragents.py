@@ -228,7 +228,7 @@ class UserAgentClassifier:
 
         Args:
             user_agent: the User-Agent header with Apache's log escapes
-                already undone (``logpipe.parsing.unescape``); ``-`` or ``""``
+                already undone (``logpipe.counting.parsing.unescape``); ``-`` or ``""``
                 when the header was missing.  Used verbatim as the cache key.
 
         Returns:

@@ -5,7 +5,7 @@
 supervisor calls :meth:`Archive.write` with every chunk of complete lines
 *before* it forwards the chunk to the worker, so a crashed worker, a hung
 memcached or a full spool loses nothing from the archive.  ``logpipe rollup``
-reads these files into the database (:mod:`logpipe.rollup`).
+reads these files into the database (:mod:`logpipe.commands.rollup`).
 
 Rules, as cronolog's (``../shared/reference/apache-piped-logs.md`` §2):
 

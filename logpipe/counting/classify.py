@@ -1,6 +1,6 @@
 """What a request counts for: page-view rules and the dimensions.
 
-One :class:`Classifier` turns parsed field tuples (see :mod:`logpipe.parsing`)
+One :class:`Classifier` turns parsed field tuples (see :mod:`logpipe.counting.parsing`)
 into counter increments ``(day, dimension, site, value) → n``.  Per line only C
 code runs (:meth:`Classifier.line_keys`: the fields but the User-Agent, and the
 agent's cached classification); the rules run once per distinct line key, and
@@ -31,9 +31,9 @@ from itertools import repeat
 from typing import Callable, Iterable
 from urllib.parse import parse_qsl, urlencode
 
-from .config import Settings
-from .keys import normalize_path
-from .parsing import day_from_clf, split_request, unescape
+from logpipe.config import Settings
+from logpipe.keys import normalize_path
+from logpipe.counting.parsing import day_from_clf, split_request, unescape
 
 __all__ = ["Classifier", "NOT_COUNTED", "REJECTED"]
 
@@ -111,12 +111,12 @@ class Classifier:
         self._referrers = None
         wants_agent = self.dimensions & {"browser", "platform", "bot"} or not self._count_all
         if wants_agent and self._iua is not None:
-            from .useragents import UserAgentClassifier
+            from logpipe.counting.useragents import UserAgentClassifier
 
             self._agents = UserAgentClassifier()
             self._agent_cache = _AgentCache(self._agents.classify)
         if self.dimensions & {"referrer", "referrer_host", "keyword"} and "referer" in index:
-            from .referrers import ReferrerClassifier
+            from logpipe.counting.referrers import ReferrerClassifier
 
             self._referrers = ReferrerClassifier(settings.site_host)
 
@@ -338,7 +338,7 @@ class Classifier:
 
         *path* and *query* are the bytes the client sent: the fast parser's
         path has no escapes (its pattern excludes ``\\``) and
-        :func:`~logpipe.parsing.split_request` has already undone them, so
+        :func:`~logpipe.counting.parsing.split_request` has already undone them, so
         nothing is unescaped here (a second pass would read a literal
         backslash as an escape).
         """
@@ -376,7 +376,7 @@ class Classifier:
 
 
 class _AgentCache(dict):
-    """Raw User-Agent bytes (as logged, escaped) → :class:`~logpipe.useragents.Agent`.
+    """Raw User-Agent bytes (as logged, escaped) → :class:`~logpipe.counting.useragents.Agent`.
 
     A dict so that a hit is C code when called through ``__getitem__`` by
     ``map``; a miss unescapes, classifies and stores.  Holds at most

@@ -48,7 +48,7 @@ import threading
 import time
 from typing import Any, Iterable
 
-from .config import ConfigError, Settings, build_settings, parse_servers
+from logpipe.config import ConfigError, Settings, build_settings, parse_servers
 
 __all__ = [
     "OK",
@@ -168,7 +168,7 @@ def _usage_error(message: str) -> None:
 
 def run(args) -> int:
     """Run the check, print the report, and return its exit code (0/1/2/3)."""
-    from .cli import settings_from
+    from logpipe.commands.main import settings_from
 
     try:
         settings = settings_from(args)
@@ -211,7 +211,7 @@ def daemon_arguments(cmdline: list[str] | None) -> list[str] | None:
         while i < len(cmdline) and i < 6:
             token = cmdline[i]
             if token == "-m":
-                if i + 1 < len(cmdline) and cmdline[i + 1] in ("logpipe", "logpipe.cli"):
+                if i + 1 < len(cmdline) and cmdline[i + 1] in ("logpipe", "logpipe.cli", "logpipe.commands.main"):
                     rest = cmdline[i + 2:]
                 break
             if token in ("-X", "-W"):
@@ -375,7 +375,7 @@ def _ping_all(specs: Iterable[str], timeout: float) -> dict[str, dict]:
     Returns ``{server name: CounterStore.ping() entry}``; a server that did not
     answer in time gets ``ok: False`` and an error.
     """
-    from .store import CounterStore, node_name
+    from logpipe.daemon.store import CounterStore, node_name
 
     servers: dict[str, object] = {}
     for spec in specs:
@@ -817,7 +817,7 @@ class _Instance:
 
     def judge_memcached(self, pings: dict[str, dict], default: str | None) -> None:
         """Add one check per memcached server of this instance, from *pings*."""
-        from .store import node_name
+        from logpipe.daemon.store import node_name
 
         spec = self.memcached_spec or default
         if not self.alive or not spec:
@@ -972,6 +972,6 @@ def format_lines(report: dict) -> list[str]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
+    from logpipe.commands.main import main
 
     sys.exit(main(["health", *sys.argv[1:]]))
