@@ -205,11 +205,6 @@ def test_two_archives_appending_to_one_file_never_interleave_lines(tmp_path):
 # -- end to end under real httpd ------------------------------------------------------------------
 
 
-def _supervisor_ready():
-    if not (Path(__file__).resolve().parent.parent / "logpipe" / "supervisor.py").exists():
-        pytest.skip("logpipe/supervisor.py has not landed yet")
-
-
 def _archive_log(logpipe_bin, memcached_spec, tmp_path, *extra):
     args = [logpipe_bin, "--memcached", memcached_spec, "--status-dir", str(tmp_path / "status"),
             "--archive", str(tmp_path / "archive" / "%Y" / "%m" / "%d" / "access.log"),
@@ -232,7 +227,6 @@ def _worker_pids(supervisor_pid: int) -> list[int]:
 @pytest.mark.faults
 def test_archive_holds_every_line_through_a_worker_kill_and_a_memcached_outage(
         apache_factory, memcached, logpipe_bin, tmp_path):
-    _supervisor_ready()
     plain = tmp_path / "plain.log"
     apache = apache_factory([_archive_log(logpipe_bin, memcached.spec, tmp_path),
                              f'CustomLog "{plain}" combined'])
@@ -268,7 +262,6 @@ def test_archive_holds_every_line_through_a_worker_kill_and_a_memcached_outage(
 def test_archive_rotates_at_midnight_of_a_shifted_clock_under_httpd(
         apache_factory, memcached, logpipe_bin, tmp_path):
     """httpd and logpipe run with a TZ whose midnight is a few seconds away."""
-    _supervisor_ready()
     midnight = int(time.time()) + 10
     east = ((-midnight + 43200) % 86400) - 43200  # seconds east of UTC that put midnight there
     sign = "-" if east >= 0 else "+"  # POSIX TZ offsets count west
@@ -302,7 +295,6 @@ def test_archive_rotates_at_midnight_of_a_shifted_clock_under_httpd(
 @pytest.mark.faults
 def test_sighup_reopens_the_archive_after_logrotate_moved_it(apache_factory, memcached, logpipe_bin,
                                                             tmp_path):
-    _supervisor_ready()
     plain = tmp_path / "plain.log"
     apache = apache_factory([_archive_log(logpipe_bin, memcached.spec, tmp_path),
                              f'CustomLog "{plain}" combined'])
@@ -327,7 +319,6 @@ def test_sighup_reopens_the_archive_after_logrotate_moved_it(apache_factory, mem
 
 def test_an_unwritable_archive_never_stops_the_counting(logpipe_bin, memcached, tmp_path):
     """--archive /dev/full: every archive write fails (reported, rate-limited); every line is counted."""
-    _supervisor_ready()
     from logpipe.api import Reader
 
     data = b"".join(b'127.0.0.1 - - [21/Nov/2026:10:00:00 +0000] "GET /k/%d HTTP/1.1" 200 5 "-" "t"\n' % (i % 5)
