@@ -41,6 +41,8 @@ from typing import BinaryIO, Callable
 
 from logpipe import __version__
 from logpipe.config import Settings, add_options
+from logpipe.daemon.archive import zone
+from logpipe.errors import RollupError, short_error  # RollupError: re-exported
 
 __all__ = ["add_arguments", "run", "rollup_file", "read_counts", "store_counts", "archive_files",
            "default_day", "RollupResult", "FileCounts", "RollupError", "EmptyFile", "ROLLUP_SETTINGS"]
@@ -56,10 +58,6 @@ READ_SIZE = 4 << 20
 #: Classify what was fed every this many bytes, so memory holds counts, not raw tuples.
 TAKE_EVERY = 64 << 20
 INSERT_BATCH = 5000
-
-
-class RollupError(Exception):
-    """A file cannot be rolled up; the message says why (nothing of it was stored)."""
 
 
 class EmptyFile(RollupError):
@@ -232,18 +230,9 @@ def default_day(tz: str | None = None, now: float | None = None) -> _dt.date:
     return (_moment(when, tz) - _dt.timedelta(days=1)).date()
 
 
-def _zone(tz: str):
-    from zoneinfo import ZoneInfo
-
-    try:
-        return ZoneInfo(tz)
-    except Exception as exc:  # ZoneInfoNotFoundError is a KeyError; bad keys raise ValueError
-        raise ValueError(f"--archive-tz: unknown time zone {tz!r} ({exc.__class__.__name__})") from None
-
-
 def _moment(when: float, tz: str | None) -> _dt.datetime:
     if tz:
-        return _dt.datetime.fromtimestamp(when, _zone(tz))
+        return _dt.datetime.fromtimestamp(when, zone(tz))
     return _dt.datetime.fromtimestamp(when).astimezone()
 
 
@@ -261,9 +250,9 @@ def archive_files(pattern: str, day: _dt.date, tz: str | None = None) -> list[st
 
     archive = Archive(pattern, tz=tz)
     if tz:
-        zone = _zone(tz)
-        start = _dt.datetime.combine(day, _dt.time(), zone).timestamp()
-        end = _dt.datetime.combine(day + _dt.timedelta(days=1), _dt.time(), zone).timestamp()
+        tzinfo = zone(tz)
+        start = _dt.datetime.combine(day, _dt.time(), tzinfo).timestamp()
+        end = _dt.datetime.combine(day + _dt.timedelta(days=1), _dt.time(), tzinfo).timestamp()
     else:  # naive: local time
         start = _dt.datetime.combine(day, _dt.time()).timestamp()
         end = _dt.datetime.combine(day + _dt.timedelta(days=1), _dt.time()).timestamp()
@@ -410,7 +399,7 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
     from sqlalchemy import delete, insert, select, update
     from sqlalchemy.exc import SQLAlchemyError
 
-    from logpipe.history import HistoryError, _safe_url, _short, counts, db_value, file_days, files
+    from logpipe.history import HistoryError, counts, db_value, file_days, files, safe_url
 
     rows: dict[tuple, int] = {}
     for (day, dimension, site, value), n in found.counts.items():
@@ -479,7 +468,7 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
             if on_progress is not None:
                 on_progress(done, len(rows))
     except SQLAlchemyError as exc:
-        raise HistoryError(f"database {_safe_url(str(engine.url))}: {_short(exc)} "
+        raise HistoryError(f"database {safe_url(str(engine.url))}: {short_error(exc)} "
                            f"(nothing of {found.path} was changed)") from None
     return RollupResult(found.path, source_host, found.fingerprint, int(file_id), found.lines,
                         found.rejected, len(rows), page_views, replaced)
