@@ -326,10 +326,10 @@ SETTINGS: tuple[Setting, ...] = (
        validate=_TTL),
     _s("timeout", "float", 0.5,
        "memcached socket timeout of one request (a batch flush, a read)", "memcached",
-       ("daemon", *_READERS), _SECONDS, "SECONDS", validate=_positive),
+       ("daemon", "hits", "top"), _SECONDS, "SECONDS", validate=_positive),
     _s("connect_timeout", "float", 0.5,
        "timeout of a TCP/unix connect to a memcached server", "memcached",
-       ("daemon", *_READERS), _SECONDS, "SECONDS", validate=_positive),
+       ("daemon",), _SECONDS, "SECONDS", validate=_positive),
     # input
     _s("format", "str", "combined",
        "the LogFormat of the CustomLog/GlobalLog line: a nickname (common, combined, "

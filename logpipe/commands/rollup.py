@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
 from logpipe import __version__
-from logpipe.config import Settings, add_options
+from logpipe.config import Settings, settings_for
+from logpipe.commands.dates import DATE_HELP, day_arg
 from logpipe.daemon.archive import zone
 from logpipe.errors import RollupError, short_error  # RollupError: re-exported
 
@@ -49,9 +50,7 @@ __all__ = ["add_arguments", "run", "rollup_file", "read_counts", "store_counts",
 
 #: Settings the rollup takes on its command line (besides --db and --config): the counting
 #: rules must be the daemon's, so they are the daemon's options.
-ROLLUP_SETTINGS = ["format", "archive", "archive_tz", "source_host", "count_all", "site_host",
-                   "exclude_path", "exclude_ip", "keep_query_param", "keep_trailing_slash",
-                   "static_ext", "page_methods", "dimensions"]
+ROLLUP_SETTINGS = settings_for("rollup")
 #: Dimensions never rolled up (see the module docstring).
 NOT_ROLLED_UP = frozenset({"post_ip"})
 READ_SIZE = 4 << 20
@@ -126,11 +125,13 @@ def add_arguments(parser, name: str) -> None:
     parser.description = ("Count finished raw log files into the history database (--db): by "
                           "default yesterday's --archive file(s). Re-running a file replaces its rows.")
     parser.add_argument("files", nargs="*", metavar="FILE",
-                        help="raw log files (plain or gzip; - for stdin) instead of the archive's")
-    parser.add_argument("--date", metavar="YYYY-MM-DD",
-                        help="roll up this day's --archive file(s) (default: yesterday in --archive-tz)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print one line per file")
-    add_options(parser, ROLLUP_SETTINGS)
+                        help="raw access-log files (plain or gzip; - for stdin) to roll up instead of "
+                             "the archive's (default: none, the --archive files of --date)")
+    parser.add_argument("--date", metavar="DAY", type=day_arg,
+                        help=f"roll up this day's --archive file(s) ({DATE_HELP}; "
+                             "default: yesterday in --archive-tz)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print one summary line per file (default: off; errors are always printed)")
 
 
 def run(args) -> int:
