@@ -258,6 +258,8 @@ class Setting:
                 return [str(part) for part in raw]
             return [part.strip() for part in str(raw).split(",") if part.strip()]
         text = str(raw).strip()
+        if not text and self.default is None:
+            return None  # "user =" in a file, LOGPIPE_USER= in the environment: unset
         if self.type == "bool":
             if text.lower() in ("1", "true", "yes", "on"):
                 return True
@@ -582,7 +584,8 @@ def example_config() -> str:
     out = ["# logpipe configuration (logpipe --config FILE, or LOGPIPE_CONFIG=FILE).",
            "# One 'key = value' per line; '#' starts a comment. Every setting is shown at its",
            "# default, commented out. The command line wins over LOGPIPE_* environment",
-           "# variables, which win over this file. Lists are comma-separated; yes/no for flags.",
+           "# variables, which win over this file. Lists are comma-separated; yes/no for flags;",
+           "# an empty value leaves a setting unset.",
            "# Generated from logpipe.config.SETTINGS (logpipe --print-config)."]
     for key, (title, description) in GROUPS.items():
         out += ["", f"# == {title}: {description} =="]
@@ -591,7 +594,7 @@ def example_config() -> str:
                 continue
             out.append("")
             out += [f"# {line}" for line in _wrap(setting.help_text(), 76)]
-            out.append(f"# {setting.name} = {_file_value(setting)}")
+            out.append(f"# {setting.name} = {_file_value(setting)}".rstrip())
     return "\n".join(out) + "\n"
 
 

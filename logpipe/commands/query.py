@@ -37,7 +37,7 @@ def add_arguments(parser, name: str) -> None:
                              "(default: the counters without a site)")
     parser.add_argument("--json", action="store_true", help="print one JSON document (default: text)")
     if name == "hits":
-        parser.add_argument("url", help="the URL path, e.g. /blog/1/ (query string ignored)")
+        parser.add_argument("url", help="the URL path, e.g. /blog/1/ (required; the query string is ignored)")
         parser.add_argument("--days", type=int, default=1, metavar="N",
                             help="N days ending with --date: today from memcached, earlier days "
                                  "from --db (default: 1; days)")
