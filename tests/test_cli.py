@@ -237,3 +237,24 @@ def test_python_dash_m_logpipe_is_the_same_cli():
     out = subprocess.run([sys.executable, "-m", "logpipe", "tpo"], capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL)
     assert out.returncode == 2 and "unknown command 'tpo'" in out.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_install_puts_the_man_page_where_man_finds_it(tmp_path):
+    dest = tmp_path / "dest"
+    common = [f"DESTDIR={dest}", "PREFIX=/opt/lp", "INSTALL_PACKAGE=no"]
+
+    def make(*args):
+        return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args, *common],
+                              capture_output=True, text=True, timeout=120)
+
+    res = make("install")
+    assert res.returncode == 0, res.stdout + res.stderr
+    page = dest / "opt/lp/share/man/man1/logpipe.1"
+    assert page.read_bytes() == (ROOT / "man" / "logpipe.1").read_bytes()
+    found = subprocess.run(["man", "-M", str(dest / "opt/lp/share/man"), "logpipe"], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, "MANPAGER": "cat", "PAGER": "cat"})
+    assert found.returncode == 0 and "--flush-interval" in found.stdout
+    res = make("uninstall")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not page.exists()
