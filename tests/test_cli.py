@@ -258,3 +258,19 @@ def test_make_install_puts_the_man_page_where_man_finds_it(tmp_path):
     res = make("uninstall")
     assert res.returncode == 0, res.stdout + res.stderr
     assert not page.exists()
+
+
+def test_a_mistyped_command_under_httpd_drains_instead_of_exiting(apache_factory, logpipe_bin):
+    """httpd is the parent and stdin its pipe: report once, keep reading (exiting would make httpd
+    respawn the logger every second while the pipe fills)."""
+    apache = apache_factory([f'CustomLog "|{logpipe_bin} tpo url" combined'])
+    for _ in range(50):
+        assert apache.get("/")[0] == 200
+    deadline = time.monotonic() + 20
+    while "unknown command 'tpo'" not in apache.error_log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    text = apache.error_log_text()
+    assert "unknown command 'tpo'" in text and "counting nothing" in text
+    time.sleep(1.0)
+    assert apache.logger_pids("tpo"), "the logger exited: httpd would respawn it"
+    assert apache.error_log_text().count("unknown command 'tpo'") == text.count("unknown command 'tpo'")
