@@ -5,15 +5,16 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 VPY        := $(VENV)/bin/python
-DEB_PKGS   := apache2 apache2-utils memcached goaccess wrk postgresql chromium systemd
+DEB_PKGS   := apache2 apache2-utils memcached goaccess wrk postgresql chromium systemd man-db
 # The command each Debian package provides; a package is installed only when its command is missing.
 DEB_CHECKS := /usr/sbin/apache2 /usr/bin/ab /usr/bin/memcached /usr/bin/goaccess /usr/bin/wrk \
-              /usr/lib/postgresql /usr/bin/chromium /usr/bin/systemd-analyze
+              /usr/lib/postgresql /usr/bin/chromium /usr/bin/systemd-analyze /usr/bin/man
 PREFIX     ?= /usr/local
 SYSTEMD_DIR ?= /etc/systemd/system
 TMPFILES_DIR ?= /etc/tmpfiles.d
 
-.PHONY: all deps venv demo test test-faults bench install uninstall clean
+.PHONY: all deps venv demo test test-faults bench install uninstall clean man config-example \
+        install-man uninstall-man
 
 all: venv
 
@@ -45,6 +46,23 @@ test-faults: deps venv
 
 bench: deps venv
 	$(VPY) -m bench.run
+
+# The man page and the example config file are generated from logpipe.config.SETTINGS (plus the
+# README's prose for the man page) and checked in; tests/test_cli_docs.py fails when they are stale.
+man: venv
+	$(VPY) -m logpipe.commands.manpage -o man/logpipe.1
+
+config-example: venv
+	$(VPY) -m logpipe --print-config > systemd/logpipe.conf.example
+
+# logpipe(1) into $(PREFIX)/share/man/man1 with make install; make uninstall removes it.
+MAN_DIR ?= $(PREFIX)/share/man/man1
+install: install-man
+uninstall: uninstall-man
+install-man:
+	install -D -m 0644 man/logpipe.1 '$(DESTDIR)$(MAN_DIR)/logpipe.1'
+uninstall-man:
+	rm -f '$(DESTDIR)$(MAN_DIR)/logpipe.1'
 
 # -- install / uninstall ---------------------------------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=] [LOGPIPE_HOME=$(PREFIX)/lib/logpipe]

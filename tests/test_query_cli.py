@@ -82,7 +82,7 @@ def test_bad_option_outside_httpd_is_one_line_and_exit_2(logpipe_bin):
     out = subprocess.run([logpipe_bin, "--dry-run", "--flush-interval", "soon"], capture_output=True, text=True,
                          timeout=30, stdin=subprocess.DEVNULL)
     assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "flush_interval" in out.stderr
+    assert out.stderr.count("\n") == 1 and "--flush-interval" in out.stderr
 
 
 UNREADABLE_FORMAT = '%h %l %u %t "%r" %>s %b %{%Y-%m-%d}t'  # a custom %t: neither parser reads it

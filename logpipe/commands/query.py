@@ -12,8 +12,10 @@ import sys
 import time
 
 from logpipe.api import Reader, today
+from logpipe.commands.dates import DATE_HELP, current_hour, day_arg, day_or_hour_arg
 from logpipe.config import ConfigError
 from logpipe.daemon.store import StoreError
+from logpipe.errors import HistoryError
 
 __all__ = ["add_arguments", "run"]
 
@@ -23,17 +25,29 @@ DIMENSIONS = ("url", "referrer", "referrer_host", "keyword", "browser", "platfor
 
 def add_arguments(parser, name: str) -> None:
     """Add the options of ``hits`` or ``top`` to *parser*."""
-    parser.add_argument("--date", metavar="YYYY-MM-DD", help="the day (default: today, local time)")
-    parser.add_argument("--site", metavar="VHOST", help="the virtual host, when the LogFormat has %%v")
-    parser.add_argument("--json", action="store_true", help="print JSON")
     if name == "hits":
-        parser.add_argument("url", help="the URL path, e.g. /blog/1/ (query string ignored)")
-        parser.add_argument("--days", type=int, default=1, metavar="N",
-                            help="N days ending with --date: today from memcached, earlier days from --db")
+        parser.add_argument("--date", metavar="DAY", type=day_arg,
+                            help=f"the day ({DATE_HELP}; default: today)")
     else:
-        parser.add_argument("dimension", nargs="?", default="url", choices=DIMENSIONS)
-        parser.add_argument("-n", type=int, default=10, metavar="N", help="how many rows (default 10)")
-        parser.add_argument("--watch", action="store_true", help="refresh a table every second (Ctrl-C ends)")
+        parser.add_argument("--date", metavar="DAY", type=day_or_hour_arg,
+                            help=f"the day ({DATE_HELP}); for post_ip an hour, YYYY-MM-DDTHH "
+                                 "(default: today; for post_ip the current hour)")
+    parser.add_argument("--site", metavar="VHOST",
+                        help="the virtual host's counters, when the LogFormat has %%v "
+                             "(default: the counters without a site)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document (default: text)")
+    if name == "hits":
+        parser.add_argument("url", help="the URL path, e.g. /blog/1/ (required; the query string is ignored)")
+        parser.add_argument("--days", type=int, default=1, metavar="N",
+                            help="N days ending with --date: today from memcached, earlier days "
+                                 "from --db (default: 1; days)")
+    else:
+        parser.add_argument("dimension", nargs="?", default="url", choices=DIMENSIONS, metavar="DIMENSION",
+                            help=f"what to list: {', '.join(DIMENSIONS)} (default: url)")
+        parser.add_argument("-n", type=int, default=10, metavar="N",
+                            help="how many values to print (default: 10; rows)")
+        parser.add_argument("--watch", action="store_true",
+                            help="redraw the table every second until Ctrl-C (default: off)")
 
 
 def run(args) -> int:
@@ -45,6 +59,14 @@ def run(args) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"logpipe {args.command}: {exc}\n")
         return 2
+    if args.command == "top":
+        hourly = args.dimension == "post_ip"
+        if args.date is None:
+            args.date = current_hour() if hourly else None
+        elif hourly != ("T" in args.date):
+            sys.stderr.write("logpipe top: post_ip is counted per hour: --date YYYY-MM-DDTHH\n" if hourly else
+                             f"logpipe top: {args.dimension} is counted per day: --date YYYY-MM-DD\n")
+            return 2
     reader = Reader(settings.memcached, prefix=settings.prefix, timeout=max(settings.timeout, 1.0))
     try:
         if args.command == "hits":
@@ -52,7 +74,7 @@ def run(args) -> int:
         if args.watch:
             return _watch(reader, args)
         return _top(reader, args)
-    except StoreError as exc:
+    except (StoreError, HistoryError) as exc:
         sys.stderr.write(f"logpipe {args.command}: {exc}\n")
         return 1
     finally:

@@ -45,14 +45,19 @@ PANELS = [
 def add_arguments(parser, name: str) -> None:
     """Add ``report``'s options to *parser*."""
     parser.description = "Write one self-contained HTML report (charts + tables) from the history database."
+    from logpipe.commands.dates import DATE_HELP, day_arg
+
     parser.add_argument("--html", metavar="FILE", required=True,
-                        help="write the report to FILE (replaced atomically; - for stdout)")
-    parser.add_argument("--days", type=int, default=30, metavar="N", help="how many days (default 30)")
-    parser.add_argument("--date", metavar="YYYY-MM-DD",
-                        help="the last day (default: the latest day in the database)")
+                        help="write the report to FILE, replaced atomically; - for stdout (required)")
+    parser.add_argument("--days", type=int, default=30, metavar="N",
+                        help="how many days, ending with --date (default: 30; days)")
+    parser.add_argument("--date", metavar="DAY", type=day_arg,
+                        help=f"the last day ({DATE_HELP}; default: the latest day in the database)")
     parser.add_argument("--site", metavar="VHOST", help="only this virtual host (default: every site)")
-    parser.add_argument("--top", type=int, default=10, metavar="N", help="values per panel (default 10)")
-    parser.add_argument("--title", default=None, help="the report's title")
+    parser.add_argument("--top", type=int, default=10, metavar="N",
+                        help="values per panel and table (default: 10; values)")
+    parser.add_argument("--title", default=None, metavar="TEXT",
+                        help="the page title (default: logpipe report)")
 
 
 def run(args) -> int:

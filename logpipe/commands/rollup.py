@@ -40,26 +40,23 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
 from logpipe import __version__
-from logpipe.config import Settings, add_options
+from logpipe.config import Settings, settings_for
+from logpipe.commands.dates import DATE_HELP, day_arg
+from logpipe.daemon.archive import zone
+from logpipe.errors import RollupError, short_error  # RollupError: re-exported
 
 __all__ = ["add_arguments", "run", "rollup_file", "read_counts", "store_counts", "archive_files",
            "default_day", "RollupResult", "FileCounts", "RollupError", "EmptyFile", "ROLLUP_SETTINGS"]
 
 #: Settings the rollup takes on its command line (besides --db and --config): the counting
 #: rules must be the daemon's, so they are the daemon's options.
-ROLLUP_SETTINGS = ["format", "archive", "archive_tz", "source_host", "count_all", "site_host",
-                   "exclude_path", "exclude_ip", "keep_query_param", "keep_trailing_slash",
-                   "static_ext", "page_methods", "dimensions"]
+ROLLUP_SETTINGS = settings_for("rollup")
 #: Dimensions never rolled up (see the module docstring).
 NOT_ROLLED_UP = frozenset({"post_ip"})
 READ_SIZE = 4 << 20
 #: Classify what was fed every this many bytes, so memory holds counts, not raw tuples.
 TAKE_EVERY = 64 << 20
 INSERT_BATCH = 5000
-
-
-class RollupError(Exception):
-    """A file cannot be rolled up; the message says why (nothing of it was stored)."""
 
 
 class EmptyFile(RollupError):
@@ -128,11 +125,13 @@ def add_arguments(parser, name: str) -> None:
     parser.description = ("Count finished raw log files into the history database (--db): by "
                           "default yesterday's --archive file(s). Re-running a file replaces its rows.")
     parser.add_argument("files", nargs="*", metavar="FILE",
-                        help="raw log files (plain or gzip; - for stdin) instead of the archive's")
-    parser.add_argument("--date", metavar="YYYY-MM-DD",
-                        help="roll up this day's --archive file(s) (default: yesterday in --archive-tz)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print one line per file")
-    add_options(parser, ROLLUP_SETTINGS)
+                        help="raw access-log files (plain or gzip; - for stdin) to roll up instead of "
+                             "the archive's (default: none, the --archive files of --date)")
+    parser.add_argument("--date", metavar="DAY", type=day_arg,
+                        help=f"roll up this day's --archive file(s) ({DATE_HELP}; "
+                             "default: yesterday in --archive-tz)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print one summary line per file (default: off; errors are always printed)")
 
 
 def run(args) -> int:
@@ -232,18 +231,9 @@ def default_day(tz: str | None = None, now: float | None = None) -> _dt.date:
     return (_moment(when, tz) - _dt.timedelta(days=1)).date()
 
 
-def _zone(tz: str):
-    from zoneinfo import ZoneInfo
-
-    try:
-        return ZoneInfo(tz)
-    except Exception as exc:  # ZoneInfoNotFoundError is a KeyError; bad keys raise ValueError
-        raise ValueError(f"--archive-tz: unknown time zone {tz!r} ({exc.__class__.__name__})") from None
-
-
 def _moment(when: float, tz: str | None) -> _dt.datetime:
     if tz:
-        return _dt.datetime.fromtimestamp(when, _zone(tz))
+        return _dt.datetime.fromtimestamp(when, zone(tz))
     return _dt.datetime.fromtimestamp(when).astimezone()
 
 
@@ -261,9 +251,9 @@ def archive_files(pattern: str, day: _dt.date, tz: str | None = None) -> list[st
 
     archive = Archive(pattern, tz=tz)
     if tz:
-        zone = _zone(tz)
-        start = _dt.datetime.combine(day, _dt.time(), zone).timestamp()
-        end = _dt.datetime.combine(day + _dt.timedelta(days=1), _dt.time(), zone).timestamp()
+        tzinfo = zone(tz)
+        start = _dt.datetime.combine(day, _dt.time(), tzinfo).timestamp()
+        end = _dt.datetime.combine(day + _dt.timedelta(days=1), _dt.time(), tzinfo).timestamp()
     else:  # naive: local time
         start = _dt.datetime.combine(day, _dt.time()).timestamp()
         end = _dt.datetime.combine(day + _dt.timedelta(days=1), _dt.time()).timestamp()
@@ -410,7 +400,7 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
     from sqlalchemy import delete, insert, select, update
     from sqlalchemy.exc import SQLAlchemyError
 
-    from logpipe.history import HistoryError, _safe_url, _short, counts, db_value, file_days, files
+    from logpipe.history import HistoryError, counts, db_value, file_days, files, safe_url
 
     rows: dict[tuple, int] = {}
     for (day, dimension, site, value), n in found.counts.items():
@@ -479,7 +469,7 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
             if on_progress is not None:
                 on_progress(done, len(rows))
     except SQLAlchemyError as exc:
-        raise HistoryError(f"database {_safe_url(str(engine.url))}: {_short(exc)} "
+        raise HistoryError(f"database {safe_url(str(engine.url))}: {short_error(exc)} "
                            f"(nothing of {found.path} was changed)") from None
     return RollupResult(found.path, source_host, found.fingerprint, int(file_id), found.lines,
                         found.rejected, len(rows), page_views, replaced)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from logpipe.errors import UnsupportedFormat  # re-exported: defined in logpipe.errors
+
 __all__ = [
     "NICKNAMES",
     "FIELDS",
@@ -63,10 +65,6 @@ _TOKEN = rb"[^ \n]*"
 _TIME = rb"\[(\d\d/[A-Za-z]{3}/\d{4}):(\d\d):\d\d:\d\d [+-]\d{4}\]"
 _TIME_SKIP = rb"\[\d\d/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
 _NUMBER_OR_DASH = rb"(?:-|\d+)"
-
-
-class UnsupportedFormat(ValueError):
-    """The LogFormat uses a directive the fast compiler does not handle."""
 
 
 def resolve_nickname(fmt: str) -> str:

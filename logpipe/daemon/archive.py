@@ -43,13 +43,25 @@ import sys
 import time
 from typing import Callable
 
-__all__ = ["Archive", "ArchiveError"]
+from logpipe.errors import ArchiveError  # re-exported: defined in logpipe.errors
+
+__all__ = ["Archive", "ArchiveError", "zone"]
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
-class ArchiveError(OSError):
-    """A chunk (or part of it) could not be written to the archive; the message says why."""
+def zone(tz: str):
+    """The ``zoneinfo.ZoneInfo`` for an IANA name such as ``Europe/Paris`` (``--archive-tz``).
+
+    Raises:
+        ValueError: an unknown or malformed time zone name (the message names --archive-tz).
+    """
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(tz)
+    except Exception as exc:  # ZoneInfoNotFoundError is a KeyError; bad keys raise ValueError
+        raise ValueError(f"--archive-tz: unknown time zone {tz!r} ({exc.__class__.__name__})") from None
 
 
 class Archive:
@@ -92,14 +104,7 @@ class Archive:
             raise ValueError("--archive needs a file name pattern, e.g. /var/log/apache2/%Y/%m/%d/access.log")
         self.pattern = os.path.abspath(pattern)
         self.symlink = os.path.abspath(symlink) if symlink else None
-        self._tz = None
-        if tz:
-            try:
-                from zoneinfo import ZoneInfo
-
-                self._tz = ZoneInfo(tz)
-            except Exception as exc:  # ZoneInfoNotFoundError, ValueError for bad keys
-                raise ValueError(f"--archive-tz: unknown time zone {tz!r} ({exc.__class__.__name__})") from None
+        self._tz = zone(tz) if tz else None
         self.tz_name = tz
         self._clock = clock
         self.file_mode = file_mode

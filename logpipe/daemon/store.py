@@ -38,6 +38,7 @@ import socket
 import time
 from collections import defaultdict
 
+from logpipe.errors import StoreError  # re-exported: defined in logpipe.errors
 
 __all__ = ["CounterStore", "node_name", "StoreError", "BATCH_COMMANDS"]
 
@@ -48,11 +49,6 @@ BATCH_COMMANDS = 4000
 #: Back-off after a server fails: first delay and cap, in seconds.
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
-
-
-
-class StoreError(Exception):
-    """A memcached server could not be reached or answered badly."""
 
 
 # The write path (meta batches) raises only these.  pymemcache is imported

@@ -40,11 +40,11 @@ import hashlib
 import os
 from typing import Iterable
 
-from logpipe.daemon.store import StoreError
+from logpipe.errors import HistoryError, short_error
 
 __all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "HistoryError", "History", "hits_table", "hits", "url_value",
            "ensure_schema", "engine_for", "db_value", "metadata", "counts", "files", "file_days",
-           "schema_version"]
+           "schema_version", "safe_url"]
 
 #: The schema version this logpipe writes and reads.
 SCHEMA_VERSION = 1
@@ -55,12 +55,7 @@ MAX_VALUE_BYTES = 1000
 _PG_LOCK_KEY = 0x6C6F6770  # "logp": serialises schema changes between hosts
 
 
-class HistoryError(StoreError):
-    """The history database cannot be used (unreachable, or a schema from a newer logpipe).
-
-    A :class:`~logpipe.daemon.store.StoreError`, so callers that already report
-    memcached errors report this one the same way.
-    """
+# HistoryError (re-exported here) is logpipe.errors.HistoryError, a sibling of StoreError.
 
 
 # -- schema ---------------------------------------------------------------------------------
@@ -188,8 +183,8 @@ def engine_for(url: str, *, write: bool = False):
     return engine
 
 
-def _safe_url(url: str) -> str:
-    """*url* without its password, for messages."""
+def safe_url(url: str) -> str:
+    """*url* (a ``--db`` SQLAlchemy URL) without its password, for messages."""
     try:
         from sqlalchemy.engine import make_url
 
@@ -256,10 +251,8 @@ def ensure_schema(engine) -> int:
         raise HistoryError(f"database {_safe_url(str(engine.url))}: {_short(exc)}") from None
 
 
-def _short(exc: Exception) -> str:
-    """The first line of a database error, without SQLAlchemy's background link."""
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
+_safe_url = safe_url
+_short = short_error  # the first line of a database error (logpipe.errors.short_error)
 
 
 def _day(value: str | _dt.date) -> _dt.date:
