@@ -3,7 +3,7 @@
 For a systemd timer or a monitoring system.  One run takes a snapshot and
 exits; it is read-only: it reads ``/proc`` (through psutil), the status files
 and memcached's ``stats``, and never signals, writes to or otherwise changes a
-running logpipe.
+running logpipe (``--prometheus`` writes only its own file).
 
 What is checked, for every logpipe supervisor found (an *instance*): the
 supervisor and its worker are alive (a zombie is not); the age of each one's
@@ -20,6 +20,7 @@ The parts, one job each:
 * :mod:`.probe` — reading: the process table (psutil), status files, memcached;
 * :mod:`.judge` — thresholds → OK / WARNING / CRITICAL / UNKNOWN;
 * :mod:`.output` — the ``--json`` document and the text lines;
+* :mod:`.prometheus` — the ``--prometheus`` textfile for node_exporter;
 * :mod:`.snapshot` — one run: find, probe, judge, report (:func:`check`);
 * :mod:`.command` — the CLI: ``add_arguments`` and ``run``;
 * :mod:`.records` — the typed records they hand to each other.

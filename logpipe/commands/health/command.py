@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
-from logpipe.commands.health.judge import UNKNOWN, Thresholds
+from logpipe.commands.health.judge import SEVERITY, STATUS_NAMES, UNKNOWN, Thresholds, worst
 from logpipe.commands.health.output import format_lines, unknown_report
 from logpipe.config import ConfigError
 
@@ -33,6 +34,25 @@ OPTIONS = [
     ("ping_timeout", float, "seconds to wait for each memcached server (default %(default)s)"),
 ]
 
+PROMETHEUS_HELP = (
+    "also write the figures to FILE in Prometheus' text format, for node_exporter's textfile "
+    "collector: FILE goes in its --collector.textfile.directory (Debian: "
+    "/var/lib/prometheus/node-exporter) and must end in .prom; replaced atomically "
+    "(temporary file, then rename) on every run; metric names in docs/health.md "
+    "(default: none, no file)"
+)
+
+
+def _prom_file(value: str) -> str:
+    """argparse type of ``--prometheus``: a path ending in ``.prom``."""
+    from logpipe.commands.health.prometheus import SUFFIX
+
+    if not value.endswith(SUFFIX) or value.endswith("/" + SUFFIX):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} does not end in {SUFFIX} (node_exporter's textfile collector reads only *{SUFFIX})")
+    return value
+
+
 def add_arguments(parser, name: str) -> None:
     """Add the options of ``logpipe health`` to *parser* (an argparse parser; *name* is unused)."""
     parser.description = (
@@ -43,6 +63,7 @@ def add_arguments(parser, name: str) -> None:
     parser.add_argument("--match", metavar="TEXT", action="append", default=None,
                         help="check only the instances whose supervisor command line contains TEXT "
                              "(repeatable: any may match); Apache running with no match is CRITICAL")
+    parser.add_argument("--prometheus", metavar="FILE", type=_prom_file, default=None, help=PROMETHEUS_HELP)
     # A bad option is UNKNOWN (3) for a monitoring plugin, not the CLI's usual 2 (CRITICAL).
     parser.error = _usage_error
     defaults = Thresholds()
@@ -57,15 +78,34 @@ def _usage_error(message: str) -> None:
     sys.exit(UNKNOWN)
 
 
+def _write_prometheus(report: dict, path: str) -> str | None:
+    """Write *report* to the ``--prometheus`` file; the problem in one line, or None."""
+    from logpipe.commands.health import prometheus
+
+    try:
+        prometheus.write(report, path)
+    except OSError as exc:
+        return f"logpipe health: cannot write --prometheus {path}: {exc.strerror or exc}"
+    return None
+
+
 def run(args) -> int:
-    """Run the check, print the report, and return its exit code (0/1/2/3)."""
+    """Run the check, print the report (and write ``--prometheus``), return the exit code (0/1/2/3).
+
+    A ``--prometheus`` file that cannot be written makes the run at least UNKNOWN, with
+    one more line (text) or problem (``--json``).
+    """
     from logpipe.commands.health.snapshot import check
     from logpipe.commands.main import settings_from
 
     try:
         settings = settings_from(args)
     except ConfigError as exc:
-        print(f"UNKNOWN logpipe health: {exc}")
+        message = f"logpipe health: {exc}"
+        failure = args.prometheus and _write_prometheus(unknown_report(message), args.prometheus)
+        print(f"UNKNOWN {message}")
+        if failure:
+            print(f"UNKNOWN {failure}")
         return UNKNOWN
     thresholds = Thresholds(**{f: getattr(args, f) for f, _, _ in OPTIONS})
     try:
@@ -73,9 +113,19 @@ def run(args) -> int:
                        default_memcached=settings.memcached)
     except Exception as exc:  # noqa: BLE001 - a monitoring plugin must answer
         report = unknown_report(f"{type(exc).__name__}: {exc}")
+    failure = args.prometheus and _write_prometheus(report, args.prometheus)
+    if failure:
+        report["problems"].append(failure)
+        report["exit_code"] = worst([report["exit_code"], UNKNOWN])
+        report["status"] = STATUS_NAMES[report["exit_code"]]
     if args.json:
         print(json.dumps(report, indent=None, sort_keys=False))
-    else:
-        for line in format_lines(report):
-            print(line)
+        return report["exit_code"]
+    lines = format_lines(report)
+    if failure and report["instances"]:
+        # worst first: after the instances worse than UNKNOWN, before the others
+        worse = sum(1 for inst in report["instances"] if SEVERITY[inst["exit_code"]] > SEVERITY[UNKNOWN])
+        lines.insert(worse, f"UNKNOWN {failure}")
+    for line in lines:
+        print(line)
     return report["exit_code"]
