@@ -17,7 +17,7 @@ import dataclasses
 import os
 from typing import Iterable, Optional
 
-from logpipe.commands.health import fields as F
+from logpipe.daemon import protocol as P
 from logpipe.commands.health import probe
 from logpipe.commands.health.records import NO_STATUS, Census, Found, Proc, StatusFile
 from logpipe.config import Settings, build_settings
@@ -130,7 +130,7 @@ def same_process(proc: Optional[Proc], status: StatusFile) -> bool:
     """True when *proc* is the process that wrote *status* (not a reused pid)."""
     if proc is None:
         return False
-    started = status.number(F.STARTED)
+    started = status.number(P.STARTED)
     return started is None or proc.create_time <= started + START_SLACK
 
 
@@ -180,11 +180,11 @@ def find(status_dirs: Iterable[str], match: Iterable[str] = ()) -> Census:
     def has_file(role: str, pid: int) -> bool:
         return (role, pid) in files and same_process(procs.get(pid), files[(role, pid)])
 
-    by_file = {pid for (role, pid) in files if role == F.ROLE_SUPERVISOR and pid != me
-               and has_file(F.ROLE_SUPERVISOR, pid)}
+    by_file = {pid for (role, pid) in files if role == P.ROLE_SUPERVISOR and pid != me
+               and has_file(P.ROLE_SUPERVISOR, pid)}
     parents = set(daemons) | by_file
     candidates = {pid for pid in daemons if procs[pid].ppid not in parents}
-    orphans = {pid for pid in candidates if has_file(F.ROLE_WORKER, pid) and pid not in by_file}
+    orphans = {pid for pid in candidates if has_file(P.ROLE_WORKER, pid) and pid not in by_file}
     supervisor_pids = (candidates - orphans) | by_file
     stale = sorted(status.path for (role, pid), status in files.items()
                    if not same_process(procs.get(pid), status))
@@ -193,12 +193,12 @@ def find(status_dirs: Iterable[str], match: Iterable[str] = ()) -> Census:
     for pid in sorted(supervisor_pids):
         proc = procs[pid]
         # none, or left by an earlier process with this pid
-        status = files.get((F.ROLE_SUPERVISOR, pid), NO_STATUS) if pid in by_file else NO_STATUS
-        cmdline = proc.cmdline or status.get(F.ARGV) or []
+        status = files.get((P.ROLE_SUPERVISOR, pid), NO_STATUS) if pid in by_file else NO_STATUS
+        cmdline = proc.cmdline or status.get(P.ARGV) or []
         if not matches(cmdline):
             continue
         found = Found(pid=pid, proc=proc, cmdline=[str(a) for a in cmdline], status=status,
-                      memcached_spec=status.get(F.MEMCACHED) or own.get(pid, {}).get("memcached"))
+                      memcached_spec=status.get(P.MEMCACHED) or own.get(pid, {}).get("memcached"))
         _find_worker(found, procs, daemons, files)
         instances.append(found)
     for pid in sorted(orphans):
@@ -207,7 +207,7 @@ def find(status_dirs: Iterable[str], match: Iterable[str] = ()) -> Census:
             continue
         instances.append(Found(pid=pid, proc=proc, cmdline=[str(a) for a in proc.cmdline or []],
                                orphan=True, worker_pid=pid, worker_proc=proc,
-                               worker_status=files.get((F.ROLE_WORKER, pid), NO_STATUS)))
+                               worker_status=files.get((P.ROLE_WORKER, pid), NO_STATUS)))
     return Census(instances=instances, apache=apache, status_dirs=dirs, stale_status_files=stale)
 
 
@@ -217,7 +217,7 @@ def _find_worker(found: Found, procs: dict[int, Proc], daemons: dict[int, list[s
     daemon child, else a zombie child."""
     children = [p for p in procs.values() if p.ppid == found.pid]
     by_pid = {p.pid: p for p in children}
-    wanted = found.status.get(F.WORKER_PID)
+    wanted = found.status.get(P.WORKER_PID)
     live = sorted((p for p in children if p.pid in daemons), key=lambda p: p.create_time)
     chosen = None
     if isinstance(wanted, int) and wanted in by_pid:
@@ -234,6 +234,6 @@ def _find_worker(found: Found, procs: dict[int, Proc], daemons: dict[int, list[s
         found.worker_pid = chosen.pid
         found.worker_proc = chosen
         found.extra_workers = [p.pid for p in live if p.pid != chosen.pid]
-        status = files.get((F.ROLE_WORKER, chosen.pid))
+        status = files.get((P.ROLE_WORKER, chosen.pid))
         if status is not None and same_process(chosen, status):
             found.worker_status = status

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Optional
 
-from logpipe.commands.health import fields as F
+from logpipe.daemon import protocol as P
 from logpipe.commands.health.records import Found, number
 from logpipe.config import ConfigError, parse_servers
 
@@ -143,19 +143,19 @@ def _age(now: float, then: Any) -> Optional[float]:
 
 def _exit_time(last_exit: Any) -> Optional[float]:
     """When the last worker exited (``last_worker_exit["time"]``), or None."""
-    return number(last_exit.get(F.EXIT_TIME)) if isinstance(last_exit, dict) else None
+    return number(last_exit.get(P.EXIT_TIME)) if isinstance(last_exit, dict) else None
 
 
 def _exit_text(last_exit: Any) -> str:
     """``last_worker_exit`` in words: "killed (no heartbeat)", "code 70", "signal 9"."""
     if not isinstance(last_exit, dict):
         return ""
-    if last_exit.get(F.EXIT_HUNG):
+    if last_exit.get(P.EXIT_HUNG):
         return "killed (no heartbeat)"
-    if last_exit.get(F.EXIT_SIGNAL) is not None:
-        return f"signal {last_exit[F.EXIT_SIGNAL]}"
-    if last_exit.get(F.EXIT_CODE) is not None:
-        return f"code {last_exit[F.EXIT_CODE]}"
+    if last_exit.get(P.EXIT_SIGNAL) is not None:
+        return f"signal {last_exit[P.EXIT_SIGNAL]}"
+    if last_exit.get(P.EXIT_CODE) is not None:
+        return f"code {last_exit[P.EXIT_CODE]}"
     return ""
 
 
@@ -183,7 +183,7 @@ def _judge_supervisor(verdict: Verdict, limits: Thresholds, now: float) -> None:
     """``supervisor`` (alive) and ``supervisor_heartbeat`` (its status file's age)."""
     found, checks = verdict.found, verdict.checks
     proc, status = found.proc, found.status
-    state = status.get(F.STATE)
+    state = status.get(P.STATE)
     age = max(0.0, now - proc.create_time)
     stopped = " (process stopped)" if proc.status == "stopped" else ""
     if not proc.alive:
@@ -191,17 +191,17 @@ def _judge_supervisor(verdict: Verdict, limits: Thresholds, now: float) -> None:
     else:
         checks.add("supervisor", OK, f"supervisor {found.pid} {state or 'running'}")
     if status.path:
-        heartbeat = verdict.figures.supervisor_heartbeat = _age(now, status.get(F.UPDATED))
+        heartbeat = verdict.figures.supervisor_heartbeat = _age(now, status.get(P.UPDATED))
         if heartbeat is None:
-            checks.add("supervisor_heartbeat", UNKNOWN, f"{status.path} has no '{F.UPDATED}' time")
+            checks.add("supervisor_heartbeat", UNKNOWN, f"{status.path} has no '{P.UPDATED}' time")
         else:
             checks.graded("supervisor_heartbeat", heartbeat, limits.heartbeat_warn,
                           limits.heartbeat_crit, f"supervisor heartbeat {fmt_seconds(heartbeat)} old{stopped}")
     elif age < limits.heartbeat_warn:  # the grace of a starting process
         checks.add("supervisor_heartbeat", OK, f"starting ({fmt_seconds(age)}), no status file yet")
     else:
-        checks.add("supervisor_heartbeat", UNKNOWN,
-                   f"no status file supervisor-{found.pid}.json (is --status-dir writable?)")
+        name = P.status_path("", P.ROLE_SUPERVISOR, found.pid)  # supervisor-PID.json
+        checks.add("supervisor_heartbeat", UNKNOWN, f"no status file {name} (is --status-dir writable?)")
 
 
 def _judge_worker(verdict: Verdict, limits: Thresholds, now: float) -> None:
@@ -209,7 +209,7 @@ def _judge_worker(verdict: Verdict, limits: Thresholds, now: float) -> None:
     found, checks, figures = verdict.found, verdict.checks, verdict.figures
     sup = found.status
     worker = found.worker_proc
-    state = sup.get(F.STATE)
+    state = sup.get(P.STATE)
     grace = limits.heartbeat_warn
     sup_fresh = figures.supervisor_heartbeat is not None and figures.supervisor_heartbeat < grace
     if worker is not None and worker.alive:
@@ -217,17 +217,17 @@ def _judge_worker(verdict: Verdict, limits: Thresholds, now: float) -> None:
     elif worker is not None:
         checks.add("worker", WARNING if sup_fresh else CRITICAL,
                    f"worker {worker.pid} is a zombie (exited, not reaped by the supervisor)")
-    elif state == "stopping":
+    elif state == P.State.STOPPING:
         checks.add("worker", OK, "no worker (supervisor stopping)")
     else:
         # none between a crash and its restart: at once, then back-off 0.25 s … 30 s
-        last_exit = sup.get(F.LAST_WORKER_EXIT)
+        last_exit = sup.get(P.LAST_WORKER_EXIT)
         gone = _exit_time(last_exit)
         since = now - gone if gone else max(0.0, now - found.proc.create_time)
         last = _exit_text(last_exit)
         detail = f" (last exit: {last})" if last else ""
-        until = sup.number(F.CRASH_BACKOFF_UNTIL)
-        if state == "backoff" and until:
+        until = sup.number(P.CRASH_BACKOFF_UNTIL)
+        if state == P.State.BACKOFF and until:
             detail += f", next start in {fmt_seconds(max(0.0, until - now))}"
         if since < grace:
             checks.add("worker", OK if not gone else WARNING,
@@ -240,9 +240,9 @@ def _judge_worker(verdict: Verdict, limits: Thresholds, now: float) -> None:
     if worker is None or not worker.alive:
         return
     # its heartbeat: its status file, or the supervisor's last message from it
-    times = [found.worker_status.number(F.UPDATED)]
-    if sup.get(F.WORKER_PID) == worker.pid:
-        times.append(sup.number(F.WORKER_LAST_MESSAGE))
+    times = [found.worker_status.number(P.UPDATED)]
+    if sup.get(P.WORKER_PID) == worker.pid:
+        times.append(sup.number(P.WORKER_LAST_MESSAGE))
     times = [t for t in times if t]
     wage = max(0.0, now - worker.create_time)
     wstopped = " (process stopped)" if worker.status == "stopped" else ""
@@ -265,31 +265,31 @@ def _judge_counters(verdict: Verdict, limits: Thresholds, now: float) -> None:
     found, checks, figures = verdict.found, verdict.checks, verdict.figures
     sup, wst = found.status, found.worker_status
 
-    restarts = sup.get(F.WORKER_RESTARTS)
+    restarts = sup.get(P.WORKER_RESTARTS)
     if isinstance(restarts, list):
         figures.restarts = sum(1 for t in restarts if (number(t) or 0) > now - 3600)
         checks.graded("restarts", figures.restarts, limits.restarts_warn, limits.restarts_crit,
                       f"{figures.restarts} worker restarts in the last hour")
 
-    spool, spool_max = sup.number(F.SPOOL_BYTES), sup.number(F.SPOOL_MAX)
+    spool, spool_max = sup.number(P.SPOOL_BYTES), sup.number(P.SPOOL_MAX)
     if spool is not None and spool_max:
         fill = figures.spool_fill = spool / spool_max
         checks.graded("spool", fill, limits.spool_warn, limits.spool_crit,
                       f"spool {fill:.0%} full ({fmt_bytes(spool)} of {fmt_bytes(spool_max)})")
 
     # dropped lines (supervisor) and counts (worker, --max-pending-keys)
-    dropped = sup.number(F.LINES_DROPPED)
+    dropped = sup.number(P.LINES_DROPPED)
     if dropped is not None:
-        since = fmt_seconds(max(0.0, now - (sup.number(F.STARTED) or found.proc.create_time)))
+        since = fmt_seconds(max(0.0, now - (sup.number(P.STARTED) or found.proc.create_time)))
         checks.graded("dropped", dropped, limits.dropped_warn, limits.dropped_crit,
                       f"{dropped} lines dropped since the supervisor started {since} ago")
-    counts = wst.number(F.DROPPED_COUNTS)
+    counts = wst.number(P.DROPPED_COUNTS)
     if counts:
         checks.add("dropped_counts", WARNING,
                    f"{counts:.0f} counts dropped by the worker (--max-pending-keys reached)")
 
-    lines = wst.number(F.LINES)
-    rejected = wst.get(F.REJECTED)
+    lines = wst.number(P.LINES)
+    rejected = wst.get(P.REJECTED)
     if lines is not None and isinstance(rejected, dict):
         bad = sum(v for v in rejected.values() if isinstance(v, (int, float)))
         share = figures.rejected_share = bad / lines if lines else 0.0
@@ -307,16 +307,16 @@ def _judge_flush(verdict: Verdict, limits: Thresholds, now: float) -> None:
     wst = found.worker_status
     if not wst.document:
         return
-    error = wst.get(F.LAST_FLUSH_ERROR)
+    error = wst.get(P.LAST_FLUSH_ERROR)
     if error:
-        since = (wst.number(F.LAST_FLUSH_OK) or wst.number(F.STARTED)
+        since = (wst.number(P.LAST_FLUSH_OK) or wst.number(P.STARTED)
                  or (found.worker_proc.create_time if found.worker_proc else now))
         age = figures.flush_age = max(0.0, now - since)
         verdict.checks.graded("flush", age, limits.flush_warn, limits.flush_crit,
                               f"no successful flush for {fmt_seconds(age)}: {error}"
-                              f" ({wst.get(F.PENDING_KEYS, '?')} keys wait)")
+                              f" ({wst.get(P.PENDING_KEYS, '?')} keys wait)")
     else:
-        figures.flush_age = _age(now, wst.get(F.LAST_FLUSH_OK))
+        figures.flush_age = _age(now, wst.get(P.LAST_FLUSH_OK))
         verdict.checks.add("flush", OK, "flushes succeed")
 
 
@@ -342,7 +342,7 @@ def judge_memcached(verdict: Verdict, pings: dict[str, dict], default: Optional[
     except ConfigError as exc:
         checks.add("memcached", UNKNOWN, f"cannot read --memcached {spec!r}: {exc}")
         return
-    started = found.status.number(F.STARTED) or found.proc.create_time
+    started = found.status.number(P.STARTED) or found.proc.create_time
     for name in names:
         entry = dict(pings.get(name) or {"ok": False, "error": "not checked"})
         entry["server"] = name

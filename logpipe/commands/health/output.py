@@ -10,7 +10,7 @@ import dataclasses
 import time
 from typing import Any, Optional
 
-from logpipe.commands.health import fields as F
+from logpipe.daemon import protocol as P
 from logpipe.commands.health.judge import (
     CRITICAL, OK, SEVERITY, STATUS_NAMES, UNKNOWN, Thresholds, Verdict, fmt_seconds, worst,
 )
@@ -30,9 +30,9 @@ def instance_document(verdict: Verdict) -> dict:
     found, figures, checks = verdict.found, verdict.figures, verdict.checks
     sup, wst, proc, worker = found.status, found.worker_status, found.proc, found.worker_proc
     status = checks.status
-    started = sup.number(F.STARTED)
-    updated = sup.number(F.UPDATED)
-    lines_read = sup.number(F.LINES_READ)
+    started = sup.number(P.STARTED)
+    updated = sup.number(P.UPDATED)
+    lines_read = sup.number(P.LINES_READ)
     average = (lines_read / (updated - started)
                if lines_read is not None and started and updated and updated > started else None)
     return {
@@ -46,7 +46,7 @@ def instance_document(verdict: Verdict) -> dict:
             "process_status": proc.status,
             "parent_pid": proc.ppid,
             "started": started if started is not None else proc.create_time,
-            "state": sup.get(F.STATE) if not found.orphan else None,
+            "state": sup.get(P.STATE) if not found.orphan else None,
             "heartbeat_age": _round(figures.supervisor_heartbeat),
             "status_file": sup.path or None,
             "cmdline": found.cmdline,
@@ -55,30 +55,30 @@ def instance_document(verdict: Verdict) -> dict:
             "pid": found.worker_pid,
             "alive": bool(worker and worker.alive),
             "process_status": worker.status if worker else None,
-            "started": wst.number(F.STARTED) or (worker.create_time if worker else None),
+            "started": wst.number(P.STARTED) or (worker.create_time if worker else None),
             "heartbeat_age": _round(figures.worker_heartbeat),
             "status_file": wst.path or None,
         },
         "extra_workers": found.extra_workers,
-        "lines_per_second": wst.number(F.LINES_PER_SECOND),
+        "lines_per_second": wst.number(P.LINES_PER_SECOND),
         "lines_per_second_average": _round(average, 1),
         "lines_read": lines_read,
-        "lines_dropped": sup.number(F.LINES_DROPPED),
-        "lines_lost": sup.number(F.LINES_LOST),
-        "unprotected_lines": sup.number(F.UNPROTECTED_LINES),
-        "too_long_lines": sup.number(F.TOO_LONG_LINES),
-        "spool_bytes": sup.number(F.SPOOL_BYTES),
-        "spool_max": sup.number(F.SPOOL_MAX),
+        "lines_dropped": sup.number(P.LINES_DROPPED),
+        "lines_lost": sup.number(P.LINES_LOST),
+        "unprotected_lines": sup.number(P.UNPROTECTED_LINES),
+        "too_long_lines": sup.number(P.TOO_LONG_LINES),
+        "spool_bytes": sup.number(P.SPOOL_BYTES),
+        "spool_max": sup.number(P.SPOOL_MAX),
         "spool_fill": _round(figures.spool_fill, 4),
         "worker_restarts_last_hour": figures.restarts,
-        "worker_recycles": sup.number(F.WORKER_RECYCLES),
-        "last_worker_exit": sup.get(F.LAST_WORKER_EXIT),
-        "worker_lines": wst.number(F.LINES),
+        "worker_recycles": sup.number(P.WORKER_RECYCLES),
+        "last_worker_exit": sup.get(P.LAST_WORKER_EXIT),
+        "worker_lines": wst.number(P.LINES),
         "rejected_share": _round(figures.rejected_share, 4),
-        "pending_keys": wst.number(F.PENDING_KEYS),
-        "dropped_counts": wst.number(F.DROPPED_COUNTS),
+        "pending_keys": wst.number(P.PENDING_KEYS),
+        "dropped_counts": wst.number(P.DROPPED_COUNTS),
         "last_flush_age": _round(figures.flush_age),
-        "last_flush_error": wst.get(F.LAST_FLUSH_ERROR),
+        "last_flush_error": wst.get(P.LAST_FLUSH_ERROR),
         "memcached_spec": found.memcached_spec,
         "memcached": [
             {"server": e["server"], "ok": bool(e.get("ok")), "rtt": _round(e.get("rtt"), 6),
@@ -152,7 +152,7 @@ def format_lines(report: dict) -> list[str]:
     for inst in report["instances"]:
         sup, worker = inst["supervisor"], inst["worker"]
         who = f"logpipe {sup['pid']}/{worker['pid'] if worker else '-'}"
-        if sup.get("state") and sup["state"] != "running":
+        if sup.get("state") and sup["state"] != P.State.RUNNING:
             who += f" [{sup['state']}]"
         figures = []
         if inst["lines_per_second"] is not None:

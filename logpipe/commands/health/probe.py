@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Iterable, Optional
 
-from logpipe.commands.health import fields as F
+from logpipe.daemon import protocol as P
 from logpipe.commands.health.records import Proc, StatusFile
 from logpipe.config import ConfigError, parse_servers
 
@@ -71,7 +71,7 @@ def status_files(directories: Iterable[str]) -> dict[tuple[str, int], StatusFile
         except OSError:
             continue
         for name in names:
-            key = F.parse_status_name(name)
+            key = P.parse_status_name(name)
             if key is None or key in found:
                 continue
             path = os.path.join(directory, name)
