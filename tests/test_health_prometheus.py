@@ -213,6 +213,12 @@ def test_option_help_and_a_name_node_exporter_would_skip(logpipe_bin, tmp_path) 
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == UNKNOWN and "does not end in .prom" in res.stdout, res.stdout
     assert not (tmp_path / "logpipe.txt").exists()
+    # a setting that stops the check (a missing --config) still leaves an UNKNOWN in the file
+    prom = tmp_path / "logpipe.prom"
+    res = subprocess.run([logpipe_bin, "health", "--config", str(tmp_path / "missing.conf"),
+                          "--prometheus", str(prom)], capture_output=True, text=True, timeout=30)
+    assert res.returncode == UNKNOWN and res.stdout.startswith("UNKNOWN logpipe health: "), res.stdout
+    assert parse(prom)[("logpipe_health_run_status", ())] == UNKNOWN
 
 
 def test_metrics_are_documented() -> None:
