@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover
 
 from logpipe.commands import health
 from logpipe.commands.health import CRITICAL, OK, UNKNOWN, WARNING, Thresholds, daemon_arguments
+from logpipe.commands.health import probe
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "health.md"
@@ -329,7 +330,7 @@ def check_schema(report: dict) -> None:
                     key=["OK", "UNKNOWN", "WARNING", "CRITICAL"].index)
         assert inst["status"] == worst
     if report["thresholds"] is not None:
-        assert set(report["thresholds"]) == {f for f, _, _ in health._OPTIONS}
+        assert set(report["thresholds"]) == {f for f, _, _ in health.OPTIONS}
 
 
 def test_schema_is_documented() -> None:
@@ -338,7 +339,7 @@ def test_schema_is_documented() -> None:
     for spec in (TOP, INSTANCE, SUPERVISOR, WORKER, SERVER, CHECK):
         for key in spec:
             assert f"`{key}`" in text, key
-    for field, _, _ in health._OPTIONS:
+    for field, _, _ in health.OPTIONS:
         assert "--" + field.replace("_", "-") in text, field
 
 
@@ -639,7 +640,7 @@ def test_evictions_since_start(standin, memcached_factory, memcached) -> None:
 
 
 def test_no_logpipe_and_no_apache_is_ok(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(health, "_snapshot", lambda: {})  # a machine with nothing running
+    monkeypatch.setattr(probe, "processes", lambda: {})  # a machine with nothing running
     report = health.check(status_dirs=[str(tmp_path)])
     assert report["status"] == "OK" and report["instances"] == []
     assert health.format_lines(report) == ["OK no logpipe running, and Apache is not running"]
