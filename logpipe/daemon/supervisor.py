@@ -113,7 +113,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import select
 import signal
@@ -124,24 +123,19 @@ from collections import deque
 from typing import Any, Callable, Optional
 
 from logpipe.config import Settings, warn
+from logpipe.daemon import protocol as P
+from logpipe.daemon.protocol import (
+    COALESCE_BELOW, CTRL_LINE_MAX, EXIT_ORPHANED, EXIT_RECYCLE, EXIT_WORKER_EXCEPTION, READ_SIZE,
+    STATUS_SCHEMA, State,
+)
 
 #: Read coalescing: after a read under COALESCE_BELOW bytes, sleep COALESCE_DELAY
 #: seconds, if fd 0's pipe holds at least COALESCE_MIN_PIPE bytes.
-COALESCE_BELOW = 256 << 10
 COALESCE_DELAY = 0.01
 COALESCE_MIN_PIPE = 512 << 10
 
 __all__ = ["run", "set_nice", "set_pipe_size", "EXIT_RECYCLE", "EXIT_WORKER_EXCEPTION", "STATUS_SCHEMA"]
 
-#: Worker exit code asking for a recycle (not a crash).
-EXIT_RECYCLE = 3
-#: Exit code of a worker whose ``worker_main`` raised.
-EXIT_WORKER_EXCEPTION = 70
-#: Version of the status file layout (``schema`` field).
-STATUS_SCHEMA = 1
-
-#: Bytes per read from stdin.
-READ_SIZE = 1 << 20
 #: A partial line longer than this without a newline is dropped (too_long).
 MAX_LINE = 1 << 20
 #: Bytes per write to the worker's data pipe.
@@ -171,7 +165,6 @@ EXIT_GRACE = 0.2
 #: Start-up warnings (root, status dir) wait this long, so httpd's throw-away
 #: first instance, SIGTERMed within milliseconds, prints nothing.
 QUIET_START = 1.0
-_CTRL_LINE_MAX = 4096
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Python >= 3.10 names them
 _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
@@ -334,6 +327,7 @@ class _Supervisor:
         self.tail = b""
         self.skipping = False
         self.pipe_size: Optional[int] = None
+        self.nice: Optional[int] = None
         # spool: bytes not yet written to the current worker; resends first
         self.pending: deque[bytes] = deque()
         self.pend_off = 0
@@ -446,11 +440,7 @@ class _Supervisor:
         if w is not None:
             _close(w.data_w)
             _close(w.ctrl_r)
-        if self.status_path:
-            try:
-                os.unlink(self.status_path)
-            except OSError:
-                pass
+        P.remove_status(self.status_path)
         if self.sink is not None:
             try:
                 self.sink.close()
@@ -492,7 +482,7 @@ class _Supervisor:
                 self.later.append(f"status directory {directory}: {exc.strerror or exc}; "
                                   "no status file")
                 self.status_warned = True
-            self.status_path = os.path.join(directory, f"supervisor-{self.pid}.json")
+            self.status_path = P.status_path(directory, P.ROLE_SUPERVISOR, self.pid)
         # privileges
         if os.geteuid() != 0:
             if uid is not None and uid != os.geteuid():
@@ -865,17 +855,14 @@ class _Supervisor:
             w.last_msg = now
             w.last_msg_wall = time.time()
             *lines, w.ctrl_buf = (w.ctrl_buf + data).split(b"\n")
-            if len(w.ctrl_buf) > _CTRL_LINE_MAX:
+            if len(w.ctrl_buf) > CTRL_LINE_MAX:
                 w.ctrl_buf = b""
                 lines.append(b"?")
             for line in lines:
-                if line.startswith(b"A "):
-                    try:
-                        self._on_ack(w, int(line[2:]))
-                        continue
-                    except ValueError:
-                        pass
-                elif line == b"H" or not line:
+                message = P.parse_control(line)
+                if message is not None:
+                    if message[0] == P.MSG_ACK:
+                        self._on_ack(w, message[1])
                     continue
                 self.limiter.say("ctrl", f"worker {w.pid} sent an unknown control message "
                                  f"{line[:60]!r}", now)
@@ -936,7 +923,7 @@ class _Supervisor:
                 if _prctl is not None:
                     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
                 if os.getppid() != self.pid:  # the supervisor died before prctl took effect
-                    os._exit(1)
+                    os._exit(EXIT_ORPHANED)
                 result = self.worker_main(self.settings, data_r, ctrl_w)
                 code = 0 if result is None else int(result)
             except SystemExit as exc:
@@ -985,22 +972,19 @@ class _Supervisor:
         _close(w.data_w)
         self.worker = None
         if self.status_path:  # a killed worker could not remove its own status file
-            try:
-                os.unlink(os.path.join(os.path.dirname(self.status_path), f"worker-{w.pid}.json"))
-            except OSError:
-                pass
+            P.remove_status(P.status_path(os.path.dirname(self.status_path), P.ROLE_WORKER, w.pid))
         wall = time.time()
         code = sig = None
         if status is not None and os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            self.last_exit = {"signal": sig, "time": wall}
+            self.last_exit = {P.EXIT_SIGNAL: sig, P.EXIT_TIME: wall}
             what = f"was killed by signal {sig}"
         else:
             code = os.WEXITSTATUS(status) if status is not None else -1
-            self.last_exit = {"code": code, "time": wall}
+            self.last_exit = {P.EXIT_CODE: code, P.EXIT_TIME: wall}
             what = f"exited with code {code}"
         if w.hung:
-            self.last_exit["hung"] = True
+            self.last_exit[P.EXIT_HUNG] = True
             what = "was killed (no heartbeat)"
         lived = now - w.started
         self.next_status = now  # report the exit promptly
@@ -1079,7 +1063,7 @@ class _Supervisor:
         lost = self.pending_lines() + sum(p.count(b"\n") for p in self.replay)
         self.lines_lost += lost
         warn(f"stopping with {lost} lines not confirmed by a worker (not counted)")
-        return self._done(1 if lost else 0)
+        return self._done(P.EXIT_LINES_LOST if lost else P.EXIT_OK)
 
     def _done(self, code: int) -> bool:
         self.exit_code = code
@@ -1094,14 +1078,14 @@ class _Supervisor:
 
     # -- status file --------------------------------------------------------------------------
 
-    def _state(self) -> str:
+    def _state(self) -> State:
         if self.finishing:
-            return "stopping"
+            return State.STOPPING
         if self.draining:
-            return "draining"
+            return State.DRAINING
         if self.worker is None:
-            return "backoff"
-        return "running"
+            return State.BACKOFF
+        return State.RUNNING
 
     def status(self) -> dict:
         """The status file's contents (schema in the module docstring)."""
@@ -1110,35 +1094,35 @@ class _Supervisor:
             self.restarts.popleft()
         w = self.worker
         return {
-            "schema": STATUS_SCHEMA,
-            "role": "supervisor",
-            "pid": self.pid,
-            "started": self.started_wall,
-            "updated": wall,
-            "state": self._state(),
-            "argv": list(sys.argv),
-            "memcached": self.settings.memcached,
-            "pipe_size": self.pipe_size,
-            "nice": self.nice,
-            "data_pipe_size": w.pipe_size if w else None,
-            "lines_read": self.lines_read,
-            "bytes_read": self.bytes_read,
-            "lines_forwarded": self.lines_forwarded,
-            "lines_replayed": self.lines_replayed,
-            "lines_dropped": self.lines_dropped,
-            "too_long_lines": self.too_long_lines,
-            "unprotected_lines": self.unprotected_lines,
-            "lines_lost": self.lines_lost,
-            "spool_bytes": self.pending_bytes,
-            "spool_max": self.settings.spool_max,
-            "replay_bytes": self.replay_bytes,
-            "worker_pid": w.pid if w else None,
-            "worker_started": w.started_wall if w else None,
-            "worker_last_message": w.last_msg_wall if w else None,
-            "worker_restarts": list(self.restarts),
-            "worker_recycles": self.recycles,
-            "crash_backoff_until": self.backoff_until_wall if w is None else None,
-            "last_worker_exit": self.last_exit,
+            P.SCHEMA: STATUS_SCHEMA,
+            P.ROLE: P.ROLE_SUPERVISOR,
+            P.PID: self.pid,
+            P.STARTED: self.started_wall,
+            P.UPDATED: wall,
+            P.STATE: self._state().value,
+            P.ARGV: list(sys.argv),
+            P.MEMCACHED: self.settings.memcached,
+            P.PIPE_SIZE: self.pipe_size,
+            P.NICE: self.nice,
+            P.DATA_PIPE_SIZE: w.pipe_size if w else None,
+            P.LINES_READ: self.lines_read,
+            P.BYTES_READ: self.bytes_read,
+            P.LINES_FORWARDED: self.lines_forwarded,
+            P.LINES_REPLAYED: self.lines_replayed,
+            P.LINES_DROPPED: self.lines_dropped,
+            P.TOO_LONG_LINES: self.too_long_lines,
+            P.UNPROTECTED_LINES: self.unprotected_lines,
+            P.LINES_LOST: self.lines_lost,
+            P.SPOOL_BYTES: self.pending_bytes,
+            P.SPOOL_MAX: self.settings.spool_max,
+            P.REPLAY_BYTES: self.replay_bytes,
+            P.WORKER_PID: w.pid if w else None,
+            P.WORKER_STARTED: w.started_wall if w else None,
+            P.WORKER_LAST_MESSAGE: w.last_msg_wall if w else None,
+            P.WORKER_RESTARTS: list(self.restarts),
+            P.WORKER_RECYCLES: self.recycles,
+            P.CRASH_BACKOFF_UNTIL: self.backoff_until_wall if w is None else None,
+            P.LAST_WORKER_EXIT: self.last_exit,
         }
 
     def _write_status(self) -> None:
@@ -1148,24 +1132,8 @@ class _Supervisor:
         self.limiter.flush(now)
         if not self.status_path:
             return
-        directory = os.path.dirname(self.status_path)
-        temporary = os.path.join(directory, f".supervisor-{self.pid}.json.tmp")
         try:
-            data = json.dumps(self.status(), separators=(",", ":")).encode()
-            try:
-                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                             0o644)
-            except FileNotFoundError:
-                os.makedirs(directory, mode=0o755, exist_ok=True)
-                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                             0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
-            os.replace(temporary, self.status_path)
+            P.write_status(self.status_path, self.status())
         except OSError as exc:
             if not self.status_warned:
                 self.status_warned = True

@@ -14,7 +14,6 @@ are dropped and counted (``dropped_counts`` in the status file).
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -22,19 +21,17 @@ import sys
 import time
 
 from logpipe.config import Settings, warn
+from logpipe.daemon import protocol as P
+from logpipe.daemon.protocol import COALESCE_BELOW, EXIT_OK, EXIT_RECYCLE, HEARTBEAT_EVERY, READ_SIZE
 from logpipe.daemon.pipeline import Pipeline
 from logpipe.daemon.store import CounterStore
 
 __all__ = ["run", "Worker", "EXIT_RECYCLE"]
 
-EXIT_RECYCLE = 3
-READ_SIZE = 1 << 20
-HEARTBEAT_EVERY = 0.5
 STATUS_EVERY = 2.0
 #: How long the last flush after EOF or SIGTERM may keep retrying, seconds.
 FINAL_FLUSH_SECONDS = 3.0
 #: After a read under COALESCE_BELOW bytes the worker sleeps COALESCE_DELAY seconds.
-COALESCE_BELOW = 256 << 10
 COALESCE_DELAY = 0.02
 #: Flush before the interval when this many distinct counted keys are held
 #: (a burst of new URLs): memory stays bounded, a few more round trips.
@@ -104,7 +101,7 @@ class Worker:
         while not eof and not self.stopping:
             now = time.monotonic()
             if now >= next_beat:
-                self._send(b"H\n")
+                self._send(P.HEARTBEAT)
                 next_beat = now + HEARTBEAT_EVERY
             if now >= next_flush:
                 self.flush()
@@ -131,7 +128,7 @@ class Worker:
                 self.prepare()  # idle: classify now, so a flush or EOF only sends
         self.final_flush()
         self._remove_status()
-        return 0
+        return EXIT_OK
 
     def _on_term(self, signum, frame) -> None:
         self.stopping = True
@@ -215,7 +212,7 @@ class Worker:
             self.last_flush_ok = self.last_flush_ok or time.time()
             if offset > self.acked:
                 self.acked = offset
-                self._send(b"A %d\n" % offset)
+                self._send(P.ack(offset))
             return True
         return False
 
@@ -283,7 +280,7 @@ class Worker:
             os.makedirs(directory, mode=0o755, exist_ok=True)
         except OSError:
             return None
-        return os.path.join(directory, f"worker-{os.getpid()}.json")
+        return P.status_path(directory, P.ROLE_WORKER, os.getpid())
 
     def status(self) -> dict:
         """The worker's status document (README, "Status files")."""
@@ -294,27 +291,28 @@ class Worker:
             self._rate = (now_m, self.pipeline.lines)
         stats = self.pipeline.classifier.stats
         return {
-            "schema": 1,
-            "role": "worker",
-            "pid": os.getpid(),
-            "ppid": os.getppid(),
-            "started": self.started,
-            "updated": time.time(),
-            "lines": self.pipeline.lines,
-            "lines_per_second": round(self.lines_per_second, 1),
-            "page_views": stats.get("page view", 0),
-            "rejected": self.pipeline.rejected_counts(),
-            "outcomes": dict(stats),
-            "pending_keys": len(self.pending),
-            "dropped_counts": self.dropped_counts,
-            "flushes": self.flushes,
-            "last_flush_ok": self.last_flush_ok,
-            "last_flush_error": self.last_flush_error,
-            "input_offset": self.offset,
-            "acked_offset": self.acked,
-            "rss": _rss(),
-            "servers": {
-                s.name: {"failures": s.failures, "last_error": s.last_error, "last_ok": s.last_ok, "rtt": s.rtt}
+            P.SCHEMA: P.STATUS_SCHEMA,
+            P.ROLE: P.ROLE_WORKER,
+            P.PID: os.getpid(),
+            P.PPID: os.getppid(),
+            P.STARTED: self.started,
+            P.UPDATED: time.time(),
+            P.LINES: self.pipeline.lines,
+            P.LINES_PER_SECOND: round(self.lines_per_second, 1),
+            P.PAGE_VIEWS: stats.get("page view", 0),
+            P.REJECTED: self.pipeline.rejected_counts(),
+            P.OUTCOMES: dict(stats),
+            P.PENDING_KEYS: len(self.pending),
+            P.DROPPED_COUNTS: self.dropped_counts,
+            P.FLUSHES: self.flushes,
+            P.LAST_FLUSH_OK: self.last_flush_ok,
+            P.LAST_FLUSH_ERROR: self.last_flush_error,
+            P.INPUT_OFFSET: self.offset,
+            P.ACKED_OFFSET: self.acked,
+            P.RSS: _rss(),
+            P.SERVERS: {
+                s.name: {P.SERVER_FAILURES: s.failures, P.SERVER_LAST_ERROR: s.last_error,
+                         P.SERVER_LAST_OK: s.last_ok, P.SERVER_RTT: s.rtt}
                 for s in self.store.servers
             },
         }
@@ -322,20 +320,13 @@ class Worker:
     def _write_status(self) -> None:
         if not self._status_path:
             return
-        temporary = self._status_path + ".tmp"
         try:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                json.dump(self.status(), handle)
-            os.replace(temporary, self._status_path)
+            P.write_status(self._status_path, self.status(), make_dir=False)
         except OSError:
             self._status_path = None
 
     def _remove_status(self) -> None:
-        if self._status_path:
-            try:
-                os.unlink(self._status_path)
-            except OSError:
-                pass
+        P.remove_status(self._status_path)
 
 
 def _rss() -> int:
