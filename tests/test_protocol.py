@@ -59,9 +59,9 @@ def test_write_status_is_atomic_and_creates_the_directory(tmp_path):
 
 
 def test_supervisor_status_has_exactly_the_declared_fields():
-    from logpipe.daemon.supervisor import _Supervisor
+    from logpipe.daemon.supervisor import Supervisor
 
-    status = _Supervisor(Settings(log_interval=1e9, status_dir=""), None, None).status()
+    status = Supervisor(Settings(log_interval=1e9, status_dir=""), None, None).status()
     assert tuple(status) == P.SUPERVISOR_FIELDS
     assert status[P.STATE] == "backoff" and status[P.SCHEMA] == P.STATUS_SCHEMA
 
