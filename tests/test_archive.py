@@ -206,8 +206,8 @@ def test_two_archives_appending_to_one_file_never_interleave_lines(tmp_path):
 
 
 def _supervisor_ready():
-    if not (Path(__file__).resolve().parent.parent / "logpipe" / "supervisor.py").exists():
-        pytest.skip("logpipe/supervisor.py has not landed yet")
+    if not (Path(__file__).resolve().parent.parent / "logpipe" / "daemon" / "supervisor").exists():
+        pytest.skip("logpipe/daemon/supervisor has not landed yet")
 
 
 def _archive_log(logpipe_bin, memcached_spec, tmp_path, *extra):

@@ -87,3 +87,16 @@ def test_protocol_imports_only_the_standard_library():
             "print(sorted(m for m in sys.modules if m.startswith('logpipe')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['logpipe', 'logpipe.daemon', 'logpipe.daemon.protocol']"
+
+
+def test_the_supervisor_imports_only_the_standard_library():
+    """DESIGN.md §1: the supervisor must never fail for want of a library."""
+    code = ("import sys; before = set(sys.modules); import logpipe.daemon.supervisor; "
+            "names = {m.split('.')[0] for m in set(sys.modules) - before}; "
+            "print(sorted(names - set(sys.stdlib_module_names) - {'logpipe'})); "
+            "print(sorted(m for m in sys.modules if m.startswith('logpipe.')"
+            " and not m.startswith(('logpipe.daemon.supervisor', 'logpipe.daemon.protocol'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    third_party, ours = out.stdout.strip().splitlines()
+    assert third_party == "[]"
+    assert ours == "['logpipe.config', 'logpipe.daemon']"
