@@ -90,3 +90,22 @@ def test_ab_runs_both_revisions_on_the_same_input_and_compares_counts():
     assert len({line.rsplit(",", 1)[1] for line in runs}) == 1  # the same page views
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     assert not (REPO / "bench" / "out" / "ab" / head.strip()[:12]).exists()  # its checkout is removed
+
+
+@pytest.mark.slow
+def test_supervisor_ab_times_both_supervisors_and_removes_its_checkout():
+    """``bench.supervisor_ab HEAD``: each revision's supervisor passes the input and exits 0."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    res = subprocess.run(
+        [sys.executable, "-m", "bench.supervisor_ab", "HEAD", "--runs", "1", "--lines", "3000"],
+        cwd=REPO, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    runs = [line for line in res.stdout.splitlines() if line.strip().startswith("run 1")]
+    assert len(runs) == 2 and all(" CPU s, " in line for line in runs)
+    summaries = [line for line in res.stdout.splitlines() if "CPU s best" in line]
+    assert len(summaries) == 2
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert not (REPO / "bench" / "out" / "ab" / head.strip()[:12]).exists()
+    assert not list((REPO / "bench" / "out" / "work").glob("supervisor-ab-input-*"))

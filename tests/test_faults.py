@@ -593,14 +593,13 @@ def test_memory_ceiling_recycles_after_a_flush_without_loss(apache_factory, memc
 
 def test_back_off_is_exponential_with_a_cap():
     """The cap (30 s) takes minutes to reach for real; the schedule itself, in-process."""
-    from logpipe.config import Settings
-    from logpipe.daemon.supervisor import BACKOFF_CAP, STABLE_AFTER, _Supervisor
+    from logpipe.daemon.supervisor.workers import BACKOFF_CAP, STABLE_AFTER, Restarts
 
-    state = _Supervisor(Settings(log_interval=1e9), None, None)
-    delays = [state._schedule_restart(0.0, crashed_after=0.01) for _ in range(12)]
+    restarts = Restarts()
+    delays = [restarts.schedule(0.0, crashed_after=0.01) for _ in range(12)]
     assert delays[:4] == [0.0, 0.25, 0.5, 1.0]
     assert max(delays) == BACKOFF_CAP and delays[-1] == BACKOFF_CAP
-    assert state._schedule_restart(0.0, crashed_after=STABLE_AFTER) == 0.0  # reset
+    assert restarts.schedule(0.0, crashed_after=STABLE_AFTER) == 0.0  # reset
 
 
 # -- privileges, NOTIFY_SOCKET, SIGHUP ---------------------------------------------------------

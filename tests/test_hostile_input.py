@@ -27,7 +27,9 @@ from logpipe.config import Settings
 from logpipe.keys import MAX_KEY_BYTES, counter_key, normalize_path
 from logpipe.counting.parsing import MAX_LINE_BYTES
 from logpipe.daemon.pipeline import Pipeline
-from logpipe.daemon.supervisor import MAX_LINE, _Supervisor
+from logpipe.daemon.supervisor.errlog import Limiter
+from logpipe.daemon.supervisor.intake import MAX_LINE, Intake
+from logpipe.daemon.supervisor.spool import Spool
 from logpipe.daemon.worker import Worker
 from servers import wait_for
 
@@ -80,26 +82,41 @@ SPLITS = st.lists(st.integers(1, 97), max_size=12)
 # -- the supervisor: cutting stdin into lines -------------------------------------------------
 
 
-def _supervisor() -> _Supervisor:
-    return _Supervisor(Settings(log_interval=1e9, status_dir=""), None, None)
+class _Input:
+    """The supervisor's input side alone: the intake cutting lines into an unbounded spool."""
+
+    def __init__(self):
+        self.intake = Intake(Limiter(1e9))
+        self.spool = Spool(spool_max=1 << 40, replay_max=1 << 40)
+
+    def take(self, data: bytes) -> None:
+        chunk, lines = self.intake.take(data, 0.0)
+        if chunk:
+            assert self.spool.add(chunk, lines)
+
+    def eof(self) -> None:  # EOF: a last line without newline still counts
+        chunk, cut = self.intake.close(eof=True)
+        assert cut == 0
+        if chunk:
+            assert self.spool.add(chunk, 1)
 
 
-def _spooled(state: _Supervisor) -> bytes:
-    return b"".join(state.pending)
+def _spooled(state: _Input) -> bytes:
+    return b"".join(state.spool.pending)
 
 
 @settings(max_examples=300, deadline=None)
 @given(LINES, SPLITS, st.booleans())
 def test_supervisor_cuts_any_bytes_into_the_same_lines_whatever_the_reads(lines, sizes, final_newline):
     data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
-    state = _supervisor()
+    state = _Input()
     for piece in cut(data, sizes):
-        state._take(piece, 0.0)
-    state._begin_finish(0.0, eof=True)  # EOF: a last line without newline still counts
+        state.take(piece)
+    state.eof()
     expected = data if not data or data.endswith(b"\n") else data + b"\n"
     assert _spooled(state) == expected
-    assert state.lines_read == expected.count(b"\n")
-    assert state.lines_dropped == 0 and state.too_long_lines == 0
+    assert state.intake.lines_read == expected.count(b"\n")
+    assert state.spool.lines_dropped == 0 and state.intake.too_long_lines == 0
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -108,17 +125,17 @@ def test_supervisor_drops_only_the_lines_over_1_mib_and_resynchronises(seed):
     lines = [b"a" * rng.choice([10, 4097, 100_000, MAX_LINE, MAX_LINE + 1, 3 * MAX_LINE])
              for _ in range(12)]
     data = b"\n".join(lines) + b"\n"
-    state = _supervisor()
+    state = _Input()
     position = 0
     while position < len(data):
         size = rng.choice([1, 7, 4096, 65536, 1 << 20])
-        state._take(data[position:position + size], 0.0)
+        state.take(data[position:position + size])
         position += size
-    state._begin_finish(0.0, eof=True)
+    state.eof()
     kept = [line for line in lines if len(line) <= MAX_LINE]
     assert _spooled(state) == b"".join(line + b"\n" for line in kept)
-    assert state.too_long_lines == len(lines) - len(kept)
-    assert state.lines_read == len(kept)
+    assert state.intake.too_long_lines == len(lines) - len(kept)
+    assert state.intake.lines_read == len(kept)
 
 
 # -- the worker: reads of any size, then the pipeline -----------------------------------------

@@ -59,9 +59,9 @@ def test_write_status_is_atomic_and_creates_the_directory(tmp_path):
 
 
 def test_supervisor_status_has_exactly_the_declared_fields():
-    from logpipe.daemon.supervisor import _Supervisor
+    from logpipe.daemon.supervisor import Supervisor
 
-    status = _Supervisor(Settings(log_interval=1e9, status_dir=""), None, None).status()
+    status = Supervisor(Settings(log_interval=1e9, status_dir=""), None, None).status()
     assert tuple(status) == P.SUPERVISOR_FIELDS
     assert status[P.STATE] == "backoff" and status[P.SCHEMA] == P.STATUS_SCHEMA
 
@@ -87,3 +87,16 @@ def test_protocol_imports_only_the_standard_library():
             "print(sorted(m for m in sys.modules if m.startswith('logpipe')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['logpipe', 'logpipe.daemon', 'logpipe.daemon.protocol']"
+
+
+def test_the_supervisor_imports_only_the_standard_library():
+    """DESIGN.md §1: the supervisor must never fail for want of a library."""
+    code = ("import sys; before = set(sys.modules); import logpipe.daemon.supervisor; "
+            "names = {m.split('.')[0] for m in set(sys.modules) - before}; "
+            "print(sorted(names - set(sys.stdlib_module_names) - {'logpipe'})); "
+            "print(sorted(m for m in sys.modules if m.startswith('logpipe.')"
+            " and not m.startswith(('logpipe.daemon.supervisor', 'logpipe.daemon.protocol'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    third_party, ours = out.stdout.strip().splitlines()
+    assert third_party == "[]"
+    assert ours == "['logpipe.config', 'logpipe.daemon']"

@@ -1,4 +1,4 @@
-"""The supervisor (logpipe/supervisor.py), run as a real process with a pipe as its stdin.
+"""The supervisor (logpipe/daemon/supervisor/), run as a real process with a pipe as its stdin.
 
 Each test starts ``python tests/supervisor_helpers.py CONFIG`` (the supervisor with a scriptable
 test worker, see that module), writes to its stdin, signals it, and checks outcomes: what each
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import random
 import signal
 import subprocess
 import sys
@@ -500,88 +499,3 @@ def test_root_without_user_warns_once_after_the_quiet_start(sup):
     s.close()
     assert s.wait() == 0
     assert s.stderr.count(b"\n") == 1 and b"running as root" in s.stderr
-
-
-# -- the buffer bookkeeping, in-process (no fork): random cuts, partial writes, acks, kills ------
-
-
-def _peek(sup_state, n: int) -> bytes:
-    """The next *n* bytes the supervisor would write to its worker."""
-    out = bytearray()
-    off = sup_state.pend_off
-    for chunk in sup_state.pending:
-        out += chunk[off:off + n - len(out)]
-        off = 0
-        if len(out) >= n:
-            break
-    return bytes(out)
-
-
-def _simulate(seed: int, replay_max: int):
-    from logpipe.config import Settings
-    from logpipe.daemon.supervisor import _Supervisor, _Worker
-
-    rng = random.Random(seed)
-    lines = [f"{i:06d} {'x' * rng.randrange(0, 80)}\n".encode() for i in range(300)]
-    data = b"".join(lines)
-    state = _Supervisor(Settings(replay_max=replay_max, log_interval=1e9), None, None)
-    workers: list[dict] = []
-
-    def new_worker():
-        state.worker = _Worker(len(workers) + 1, -1, -1, 0.0, 0.0)
-        state.replay_start = 0
-        workers.append({"w": state.worker, "stream": bytearray(), "acked": 0})
-
-    def write(n: int):
-        current = workers[-1]
-        current["stream"] += _peek(state, n)
-        state._advance(current["w"], n)
-
-    new_worker()
-    pos = 0
-    while pos < len(data):
-        op = rng.random()
-        current = workers[-1]
-        if op < 0.4:
-            n = rng.randrange(1, 400)
-            state._take(data[pos:pos + n], 0.0)
-            pos += n
-        elif op < 0.7 and state.pending_bytes:
-            write(rng.randrange(1, state.pending_bytes + 1))
-        elif op < 0.93:
-            stream = current["stream"]
-            ends = [i + 1 for i, byte in enumerate(stream) if byte == 10 and i + 1 > current["acked"]]
-            if ends:
-                current["acked"] = rng.choice(ends)
-                state._on_ack(current["w"], current["acked"])
-        else:
-            state._requeue()
-            new_worker()
-    write(state.pending_bytes)  # the last worker gets and confirms everything
-    workers[-1]["acked"] = len(workers[-1]["stream"])
-    state._on_ack(workers[-1]["w"], workers[-1]["acked"])
-    assert state.replay_bytes == 0 and state.pending_bytes == 0
-    return lines, data, workers, state
-
-
-@pytest.mark.parametrize("seed", range(40))
-def test_bookkeeping_exactly_once_with_unbounded_replay(seed):
-    lines, data, workers, state = _simulate(seed, replay_max=1 << 30)
-    confirmed = b"".join(bytes(c["stream"][:c["acked"]]) for c in workers)
-    assert confirmed == data
-    assert state.unprotected_lines == 0
-    assert state.lines_forwarded == len(lines)
-
-
-@pytest.mark.parametrize("seed", range(40))
-def test_bookkeeping_with_a_tiny_replay_bound_resends_whole_lines_only(seed):
-    lines, data, workers, state = _simulate(seed, replay_max=300)
-    valid = set(lines)
-    for c in workers:  # every worker's stream starts on a line boundary: whole lines only
-        stream = bytes(c["stream"])
-        whole = stream[:stream.rfind(b"\n") + 1]
-        assert all(line + b"\n" in valid for line in whole.splitlines()), seed
-    confirmed = b"".join(bytes(c["stream"][:c["acked"]]) for c in workers).splitlines(True)
-    indices = [lines.index(line) for line in confirmed]
-    assert indices == sorted(set(indices)), "confirmed once each, in order"
-    assert len(lines) - len(confirmed) <= state.unprotected_lines

@@ -1,10 +1,11 @@
 """The worker: lines from the supervisor in, batches of counters to memcached out.
 
-Runs in a child forked by :mod:`logpipe.daemon.supervisor`, to the protocol in that
-module's docstring: it reads complete lines from *data_fd*, writes ``H`` (a
-heartbeat, at least once a second) and ``A <offset>`` (every input byte up to
-*offset* is confirmed in memcached) to *ctrl_fd*, and exits 0 after EOF, 3 to
-be recycled (``--max-rss``).  On SIGTERM (its supervisor died: PDEATHSIG, or
+Runs in a child forked by :mod:`logpipe.daemon.supervisor`, to the protocol in
+that package's docstring (its constants and messages are in
+:mod:`logpipe.daemon.protocol`): it reads complete lines from *data_fd*,
+writes ``H`` (a heartbeat, at least once a second) and ``A <offset>`` (every
+input byte up to *offset* is confirmed in memcached) to *ctrl_fd*, and exits
+0 after EOF, 3 to be recycled (``--max-rss``).  On SIGTERM (its supervisor died: PDEATHSIG, or
 an operator) it flushes what it holds and exits 0.
 
 Counts wait in memory while memcached is down or slow, bounded by
