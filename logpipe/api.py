@@ -85,9 +85,9 @@ class Reader:
         of the newest ``%t``, :func:`logpipe.keys.today_key`), read at most
         every :data:`TODAY_REFRESH` seconds: the later of that date and the
         current date at that UTC offset (a quiet site after midnight).
-        Without the item (no line counted yet, memcached unreachable, a
-        LogFormat without ``%t``): the current date in *time_zone*, else the
-        local date.  Never raises.
+        Without the item (no line counted yet, a LogFormat without ``%t``,
+        memcached unreachable and never read): the current date in
+        *time_zone*, else the local date.  Never raises.
         """
         now = _time.monotonic()
         if now - self._published_read >= TODAY_REFRESH:
@@ -95,9 +95,9 @@ class Reader:
             key = today_key(self.prefix)
             try:
                 blob = self.store.get_many([key]).get(key)
+                self._published = parse_today(blob) if blob else None
             except StoreError:
-                blob = None
-            self._published = parse_today(blob) if blob else None
+                pass  # memcached down: the day last read, if any
         utc = _dt.datetime.now(_dt.timezone.utc)
         if self._published is not None:
             day, zone = self._published

@@ -140,3 +140,15 @@ def test_the_system_check_warns(settings, memcached):
     memcached.start()
     settings.LOGPIPE = {"MEMCACHED": spec}
     assert run_checks(tags=["logpipe"]) == []
+
+
+def test_unusable_settings_make_counts_unknown_not_a_500(site, settings, client, caplog):
+    settings.LOGPIPE = {"MEMCACHED": site["memcached"].spec, "MEMCACHE_TYPO": 1}
+    caplog.set_level(logging.ERROR, logger="logpipe.web")
+    response = client.get("/press/first-light/")
+    assert response.status_code == 200
+    assert element(response.content.decode(), "views") == ""
+    assert element(response.content.decode(), "tag-as") == "unknown"
+    assert [r.getMessage() for r in caplog.records if r.name == "logpipe.web"] == [
+        "logpipe: settings.LOGPIPE cannot be used: LOGPIPE: unknown key(s) MEMCACHE_TYPO; known: "
+        "MEMCACHED, DB, PREFIX, SITE, TIME_ZONE, TIMEOUT, DAYS, KEEP_TRAILING_SLASH"]
