@@ -222,7 +222,10 @@ class PageCounts:
         if not self.has_visitors:
             return None
         path = None if target is None else path_of(target)
-        return self._safely(lambda: self.reader.visitors_today(path), None)
+        site = self.options["SITE"]
+        if site is None:
+            return self._safely(lambda: self.reader.visitors_today(path), None)
+        return self._safely(lambda: self.reader.visitors_today(path, site=site), None)
 
     def top_pages(self, n: int = 10) -> list[Page]:
         """Today's *n* most viewed URL paths, most viewed first; [] when memcached cannot be read."""
@@ -237,7 +240,8 @@ class PageCounts:
         memcached, earlier days from the rollup database
         (:func:`logpipe.history.hits_table`); days that neither has are left
         out.  memcached down: those days have ``views`` None; database down:
-        only the memcached days.
+        today alone.  ``visitors`` comes from the same source, where logpipe
+        counts unique visitors.
         """
         from logpipe.history import hits_table
 
@@ -249,17 +253,18 @@ class PageCounts:
         def table(reader):
             return hits_table(reader, "", path, today, days, site, today=today, history=self.history_db)
 
-        rows = self._safely(lambda: table(self.reader), None, database=True)
+        def with_visitors(rows):  # (day, views, source, visitors): rows have .visitors once visitors are counted
+            return [(row[0], row[1], row[2], getattr(row, "visitors", None)) for row in rows]
+
+        rows = self._safely(lambda: with_visitors(table(self.reader)), None, database=True)
         if rows is None:  # memcached or the database failed
-            rows = self._safely(lambda: table(None), None, memcached=False, database=True)
-            if rows is None:  # the database: today alone
-                rows = [(today, 0, "none")]
+            rows = self._safely(lambda: with_visitors(table(None)), None, memcached=False, database=True)
+            rows = rows or [(today, 0, "none", None)]
             yesterday = (_dt.date.fromisoformat(today) - _dt.timedelta(days=1)).isoformat()
-            rows = [(d, self.views_today(path) if d == today else None, "memcached")
-                    if d in (today, yesterday) and s == "none" else (d, n, s) for d, n, s in rows]
-        visitors = self.visitors_today(path) if self.has_visitors else None
-        return [Day(_dt.date.fromisoformat(d), n, s, visitors if d == today else None)
-                for d, n, s in reversed(rows) if s != "none"]
+            rows = [(today, self.views_today(path), "memcached", self.visitors_today(path)) if d == today and s == "none"
+                    else (d, None, "memcached", None) if d == yesterday and s == "none" else (d, n, s, v)
+                    for d, n, s, v in rows]
+        return [Day(_dt.date.fromisoformat(d), n, s, v) for d, n, s, v in reversed(rows) if s != "none"]
 
     def ping(self, timeout: float = 0.5) -> dict[str, str | None]:
         """``{server: None or the error}`` for each memcached server, with a fresh connection."""
