@@ -80,6 +80,23 @@ def test_memcached_stopped_gives_none_and_one_warning(site, caplog):
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
 
 
+def test_counts_come_back_when_memcached_does(site, caplog, monkeypatch):
+    import time
+
+    import logpipe.web
+
+    monkeypatch.setattr(logpipe.web, "RETRY_SECONDS", 0.5)
+    caplog.set_level(logging.INFO, logger="logpipe.web")
+    extension = site["app"].extensions["logpipe"]
+    site["memcached"].stop()
+    assert extension.views_today("/press/first-light/") is None
+    site["memcached"].start()                           # restarted empty, on the same port
+    assert extension.views_today("/press/first-light/") is None   # still backing off
+    time.sleep(0.6)
+    assert extension.views_today("/press/first-light/") == 0
+    assert [r.levelname for r in caplog.records if r.name == "logpipe.web"] == ["WARNING", "INFO"]
+
+
 def test_a_bad_setting_is_reported_at_init_app():
     from logpipe.config import ConfigError
 

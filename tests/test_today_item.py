@@ -32,6 +32,20 @@ def test_the_item_holds_the_newest_t_date_and_offset(memcached, logpipe_bin, tmp
     assert published(memcached, "site2").endswith(b" +0530")
 
 
+def test_several_servers_hold_the_item_where_readers_look(memcached_factory, logpipe_bin, tmp_path):
+    servers = [memcached_factory(), memcached_factory(), memcached_factory()]
+    spec = ",".join(s.spec for s in servers)
+    now = dt.datetime.now(zone("+0930"))
+    feed(logpipe_bin, spec, clf(now, "/a"), tmp_path)
+    assert sum(published(s) is not None for s in servers) == 1          # one item, on its server
+    reader = Reader(",".join(reversed(spec.split(","))))                # any order, as HashClient
+    try:
+        assert reader.today() == max(now.date(), dt.datetime.now(zone("+0930")).date()).isoformat()
+        assert reader.hits_today("/a") == 1
+    finally:
+        reader.close()
+
+
 def test_the_day_never_moves_back_and_a_future_t_is_ignored(memcached, logpipe_bin, tmp_path):
     now = dt.datetime.now(zone("+0100"))
     proc = subprocess.Popen([logpipe_bin, "--memcached", memcached.spec, "--status-dir", str(tmp_path / "s")],

@@ -8,6 +8,11 @@ Installed with the ``django`` extra; ``import logpipe`` never imports Django.
 README, "In a Django site".
 """
 
-from logpipe.django.mixins import HitsMixin
+try:
+    import django  # noqa: F401
+except ImportError as exc:  # pragma: no cover - an environment without the extra
+    raise ImportError('logpipe.django needs Django 4.2 or later: pip install "apache-logpipe[django]"') from exc
+
+from logpipe.django.mixins import HitsMixin  # noqa: E402
 
 __all__ = ["HitsMixin"]
