@@ -18,12 +18,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from logpipe.config import ConfigError, parse_servers
+from logpipe.config import ConfigError, Settings, parse_servers
 from logpipe.daemon.store import StoreError
 
 __all__ = ["DEFAULTS", "Day", "Page", "PageCounts", "path_of", "options_from", "RETRY_SECONDS"]
 
 log = logging.getLogger("logpipe.web")
+
+_CLI = Settings()  # the command line's defaults
 
 #: The settings (Django's ``LOGPIPE``, Flask's ``app.config["LOGPIPE"]``), with
 #: the command line's defaults and meaning: ``MEMCACHED`` is ``--memcached``,
@@ -33,14 +35,14 @@ log = logging.getLogger("logpipe.web")
 #: ``TIMEOUT`` seconds per memcached request; ``DAYS`` how many days ``hits``
 #: covers; ``KEEP_TRAILING_SLASH`` as ``--keep-trailing-slash``.
 DEFAULTS: dict[str, Any] = {
-    "MEMCACHED": "127.0.0.1:11211",
-    "DB": "sqlite:////var/lib/logpipe/logpipe.sqlite3",
-    "PREFIX": "logpipe",
+    "MEMCACHED": _CLI.memcached,    # 127.0.0.1:11211
+    "DB": _CLI.db,                  # sqlite:////var/lib/logpipe/logpipe.sqlite3
+    "PREFIX": _CLI.prefix,          # logpipe
     "SITE": None,
     "TIME_ZONE": None,
-    "TIMEOUT": 0.5,
+    "TIMEOUT": _CLI.timeout,        # 0.5 s
     "DAYS": 30,
-    "KEEP_TRAILING_SLASH": False,
+    "KEEP_TRAILING_SLASH": _CLI.keep_trailing_slash,
 }
 #: Seconds without memcached reads after one failed.
 RETRY_SECONDS = 5.0
