@@ -10,6 +10,9 @@ Each flush sends, per server, pipelined meta commands (memcached
   server does the create-or-increment atomically.  Answers ``HD``.
 * ``ms <index> 0 ME T<ttl>`` + ``ms <index> <len> MA`` — create the index item
   if missing (``NS`` when it exists), then append the new values to it.
+* ``ms <key> <len> T<ttl>`` + value — an item set with the TTL in the
+  counters' round trip (the day the worker counts in, ``{prefix}:#today``,
+  :mod:`logpipe.daemon.today`).  Answers ``HD``.
 * ``mn`` — answers ``MN``, the end of the batch's replies.
 
 The batch exchange uses its own small socket code (:class:`_BatchConnection`):
