@@ -29,6 +29,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[test]'
+	# Django 4.2 LTS beside the current Django, for tests/test_django_versions.py
+	$(VPY) -m pip install -q --no-deps --target $(VENV)/django42 'Django>=4.2,<4.3'
 	touch $@
 
 venv: $(VENV)/.installed

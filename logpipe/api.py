@@ -17,17 +17,26 @@ is looked up exactly as it was counted.
 from __future__ import annotations
 
 import datetime as _dt
+import time as _time
 from dataclasses import dataclass
 
 from logpipe.config import parse_servers
-from logpipe.keys import DEFAULT_PREFIX, counter_key, index_keys, normalize_path
+from logpipe.keys import DEFAULT_PREFIX, counter_key, index_keys, normalize_path, parse_today, today_key
 from logpipe.daemon.store import CounterStore, StoreError
 
 __all__ = ["Reader", "StoreError", "today", "hits_today", "top"]
 
 
+#: Seconds a :meth:`Reader.today` keeps the writer's ``{prefix}:#today`` before reading it again.
+TODAY_REFRESH = 10.0
+
+
 def today() -> str:
-    """Today's date in the server's local time zone, as ``YYYY-MM-DD`` (like ``%t``)."""
+    """Today's date in this process's local time zone, as ``YYYY-MM-DD``.
+
+    Right only when this process has Apache's time zone; :meth:`Reader.today`
+    asks the writer instead.
+    """
     return _dt.date.today().isoformat()
 
 
@@ -48,22 +57,60 @@ class Reader:
         prefix: the key prefix (``--prefix``).
         timeout: seconds for connecting and for each request.
         keep_trailing_slash: must match the writer's ``--keep-trailing-slash``.
+        time_zone: an IANA zone name (``"Europe/Paris"``) for :meth:`today`
+            when no writer has published its day yet; None: this process's
+            local date.
 
     Errors: every method raises :class:`StoreError` when a server that holds
-    a needed key cannot be reached.
+    a needed key cannot be reached (:meth:`today` excepted).
     """
 
     def __init__(self, servers: str = "127.0.0.1:11211", *, prefix: str = DEFAULT_PREFIX,
-                 timeout: float = 1.0, keep_trailing_slash: bool = False):
+                 timeout: float = 1.0, keep_trailing_slash: bool = False, time_zone: str | None = None):
         self.prefix = prefix
         self.fold = not keep_trailing_slash
         self.store = CounterStore(parse_servers(servers), timeout=timeout, connect_timeout=timeout)
+        self.zone = None
+        if time_zone:
+            from zoneinfo import ZoneInfo
+
+            self.zone = ZoneInfo(time_zone)  # ZoneInfoNotFoundError (a KeyError) for an unknown name
+        self._published = None  # (date, timezone) from {prefix}:#today
+        self._published_read = -1e9
+
+    def today(self) -> str:
+        """The day the writer counts in, ``YYYY-MM-DD``: the day whose keys hold "today".
+
+        From the writer's ``{prefix}:#today`` item (the date and UTC offset
+        of the newest ``%t``, :func:`logpipe.keys.today_key`), read at most
+        every :data:`TODAY_REFRESH` seconds: the later of that date and the
+        current date at that UTC offset (a quiet site after midnight).
+        Without the item (no line counted yet, a LogFormat without ``%t``,
+        memcached unreachable and never read): the current date in
+        *time_zone*, else the local date.  Never raises.
+        """
+        now = _time.monotonic()
+        if now - self._published_read >= TODAY_REFRESH:
+            self._published_read = now
+            key = today_key(self.prefix)
+            try:
+                blob = self.store.get_many([key]).get(key)
+                self._published = parse_today(blob) if blob else None
+            except StoreError:
+                pass  # memcached down: the day last read, if any
+        utc = _dt.datetime.now(_dt.timezone.utc)
+        if self._published is not None:
+            day, zone = self._published
+            return max(day, utc.astimezone(zone).date()).isoformat()
+        if self.zone is not None:
+            return utc.astimezone(self.zone).date().isoformat()
+        return _dt.date.today().isoformat()
 
     def key(self, dimension: str, value: str, day: str | None = None, site: str | None = None) -> str:
         """The memcached key of one counter (see :func:`logpipe.keys.counter_key`)."""
         if dimension in ("url", "notfound"):
             value = normalize_path(value, fold_trailing_slash=self.fold)
-        return counter_key(day or today(), dimension, value, site=site, prefix=self.prefix)
+        return counter_key(day or self.today(), dimension, value, site=site, prefix=self.prefix)
 
     def count(self, dimension: str, value: str, day: str | None = None, site: str | None = None) -> int:
         """One counter's value; 0 when it does not exist (no hit yet, or expired)."""
@@ -71,7 +118,7 @@ class Reader:
         return self.store.get_counts([key]).get(key, 0)
 
     def hits_today(self, path: str, site: str | None = None) -> int:
-        """Page views of *path* today (query string ignored)."""
+        """Page views of *path* today (:meth:`today`; query string ignored)."""
         return self.count("url", path.split("?", 1)[0], None, site)
 
     def hits(self, path: str, day: str, site: str | None = None) -> int:
@@ -92,8 +139,8 @@ class Reader:
         return sum(self.store.get_counts(keys).values())
 
     def values(self, dimension: str, day: str | None = None, site: str | None = None) -> list[str]:
-        """Every value counted for *dimension* on *day*, from the per-day index."""
-        day = day or today()
+        """Every value counted for *dimension* on *day* (default :meth:`today`), from the per-day index."""
+        day = day or self.today()
         blobs = self.store.get_many(index_keys(day, dimension, site=site, prefix=self.prefix))
         seen: dict[str, None] = {}
         for blob in blobs.values():
@@ -104,12 +151,13 @@ class Reader:
 
     def top(self, dimension: str = "url", day: str | None = None, n: int | None = 10,
             site: str | None = None) -> list[Entry]:
-        """The *n* most counted values of *dimension* on *day* (all when *n* is None).
+        """The *n* most counted values of *dimension* on *day* (all when *n* is None;
+        *day* default :meth:`today`).
 
         Exact counts, from any number of writers: the values come from the
         day's index and each count from its own counter.
         """
-        day = day or today()
+        day = day or self.today()
         values = self.values(dimension, day, site)
         keys = {counter_key(day, dimension, v, site=site, prefix=self.prefix): v for v in values}
         counts = self.store.get_counts(list(keys))

@@ -5,6 +5,7 @@ key layout is a public contract (README, "Key contract")::
 
     {prefix}:{YYYY-MM-DD}:{dimension}:{value}              one site
     {prefix}:{YYYY-MM-DD}:{dimension}@{site}:{value}       per virtual host (%v)
+    {prefix}:#today                                        the day the writer counts in
 
 memcached's text protocol allows keys of at most 250 bytes with no control
 characters and no whitespace (memcached ``doc/protocol.txt``, "Keys").  A value
@@ -34,6 +35,9 @@ __all__ = [
     "encode_value",
     "normalize_path",
     "INDEX_SHARDS",
+    "today_key",
+    "today_value",
+    "parse_today",
 ]
 
 DEFAULT_PREFIX = "logpipe"
@@ -192,3 +196,49 @@ def _fix_escape(match: re.Match) -> str:
     if byte in _UNRESERVED:
         return chr(byte)
     return "%" + match.group(1).upper()
+
+
+def today_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """The item in which writers publish the day they count in: ``{prefix}:#today``.
+
+    Its value is :func:`today_value`'s text, ``YYYY-MM-DD ±hhmm`` (the date and
+    UTC offset of the newest ``%t`` the writer has seen), set with the
+    counters' TTL at every flush.  No counter key has ``#`` right after the
+    prefix, so it cannot collide with one.
+
+    Raises:
+        ValueError: *prefix* is not a plain ASCII token.
+    """
+    _check_part("prefix", prefix)
+    return f"{prefix}:#today"
+
+
+def today_value(day: str, utc_offset: str) -> str:
+    """``"2026-11-21 +0900"``: the value of :func:`today_key` (*utc_offset* as in ``%t``)."""
+    return f"{day} {utc_offset}"
+
+
+_TODAY_VALUE = re.compile(r"(\d{4})-(\d\d)-(\d\d) ([+-])(\d\d)(\d\d)\Z")
+
+
+def parse_today(value: str | bytes):
+    """Parse a :func:`today_key` value.
+
+    Returns:
+        ``(datetime.date, datetime.timezone)``, or None when *value* is not
+        ``YYYY-MM-DD ±hhmm`` (an item written by something else).
+    """
+    import datetime as _dt
+
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    match = _TODAY_VALUE.match(value.strip())
+    if match is None:
+        return None
+    year, month, day, sign, hours, minutes = match.groups()
+    try:
+        offset = _dt.timedelta(hours=int(hours), minutes=int(minutes))
+        zone = _dt.timezone(-offset if sign == "-" else offset)
+        return _dt.date(int(year), int(month), int(day)), zone
+    except ValueError:  # an impossible date, or an offset of 24 hours or more
+        return None

@@ -10,6 +10,9 @@ Each flush sends, per server, pipelined meta commands (memcached
   server does the create-or-increment atomically.  Answers ``HD``.
 * ``ms <index> 0 ME T<ttl>`` + ``ms <index> <len> MA`` — create the index item
   if missing (``NS`` when it exists), then append the new values to it.
+* ``ms <key> <len> T<ttl>`` + value — an item set with the TTL in the
+  counters' round trip (the day the worker counts in, ``{prefix}:#today``,
+  :mod:`logpipe.daemon.today`).  Answers ``HD``.
 * ``mn`` — answers ``MN``, the end of the batch's replies.
 
 The batch exchange uses its own small socket code (:class:`_BatchConnection`):
@@ -221,12 +224,16 @@ class CounterStore:
             return self._single
         return self._by_name[self._hash.get_node(key)]
 
-    def flush(self, counts: dict[str, int], appends: dict[str, list[str]]) -> tuple[set[str], set[str], set[str]]:
+    def flush(self, counts: dict[str, int], appends: dict[str, list[str]],
+              sets: dict[str, bytes] | None = None) -> tuple[set[str], set[str], set[str]]:
         """Send counter increments and index appends; return what was applied.
 
         Args:
             counts: ``{key: n}`` increments (n ≥ 1).
             appends: ``{index key: [values]}`` to append, one per line.
+            sets: ``{key: ASCII value}`` items to set with the TTL (``ms``), in
+                the same round trip as the counters, e.g. ``{prefix}:#today``;
+                not retried on failure (the next flush sets them again).
 
         Returns:
             ``(done_counts, done_appends, failed_servers)``: the keys applied,
@@ -257,6 +264,12 @@ class CounterStore:
                 if tail is None:
                     tail = tails[(key_ttl, n)] = f" N{key_ttl} J{n} D{n}\r\n"
                 count_commands.append("ma " + key + tail)
+        for key, value in (sets or {}).items():  # one ``ms`` each, answered ``HD`` like an ``ma``
+            server = single or self.server_for(key)
+            if server not in per_server:
+                per_server[server] = ([], [], [], [])
+            per_server[server][0].append(key)
+            per_server[server][1].append(f"ms {key} {len(value)} T{self.ttl}\r\n{value.decode('ascii')}\r\n")
         ttl = self.ttl
         for key, values in appends.items():
             server = single or self.server_for(key)
@@ -286,6 +299,8 @@ class CounterStore:
             except _ERRORS as exc:
                 server.failed(exc, time.monotonic())
                 failed.add(server.name)
+        if sets:
+            done_counts.difference_update(sets)
         return done_counts, done_appends, failed
 
     def _ttl_of(self, key: str) -> int:

@@ -26,6 +26,7 @@ from logpipe.daemon import protocol as P
 from logpipe.daemon.protocol import COALESCE_BELOW, EXIT_OK, EXIT_RECYCLE, HEARTBEAT_EVERY, READ_SIZE
 from logpipe.daemon.pipeline import Pipeline
 from logpipe.daemon.store import CounterStore
+from logpipe.daemon.today import CountingDay
 
 __all__ = ["run", "Worker", "EXIT_RECYCLE"]
 
@@ -56,6 +57,7 @@ class Worker:
         self.store = CounterStore(settings.servers(), settings.ttl, settings.timeout, settings.connect_timeout,
                                   ttl_by_dimension={"post_ip": settings.post_ip_ttl})
         self.pending: dict[str, int] = {}
+        self.counting_day = CountingDay(settings.prefix)
         self.pending_appends: dict[str, list[str]] = {}
         self.offset = 0
         self.acked = 0
@@ -158,6 +160,7 @@ class Worker:
         if cut < 0:
             self._held = end
             return False
+        self.counting_day.see(buffer, buffer.rfind(b"\n", 0, cut) + 1, cut)  # one line per read
         self._feed(buffer, 0, cut + 1)
         rest = end - cut - 1
         buffer[:rest] = buffer[cut + 1:end]  # the unfinished line to the front
@@ -192,7 +195,8 @@ class Worker:
         offset = self.offset - self._held
         self.prepare()
         if self.pending or self.pending_appends:
-            done, done_appends, failed = self.store.flush(self.pending, self.pending_appends)
+            done, done_appends, failed = self.store.flush(self.pending, self.pending_appends,
+                                                          self.counting_day.items())
             for key in done:
                 del self.pending[key]
             for key in done_appends:
