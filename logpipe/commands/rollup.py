@@ -7,9 +7,10 @@ same parsing and page-view rules as the live counters, and stores per-day
 counts of every dimension in ``--db`` (SQLite by default, PostgreSQL for
 several web servers).  Give it the daemon's ``--config`` so the rules match.
 
-Idempotent: each file is one row of ``files`` keyed by (source host, SHA-256
-of its first line), and a run replaces every count of that file in one
-transaction -- whatever days it held.  A file for day D holds a few lines of
+Idempotent: each file is one row of ``files``, recognised by its source host
+and the SHA-256 of its whole content, or as the same file grown (same path or
+inode, the old content its beginning; see :mod:`logpipe.history.identity`), and a
+run replaces every count of that file in one transaction -- whatever days it held.  A file for day D holds a few lines of
 D-1 (requests that finished after midnight): they are counted for D-1, as rows
 of the D file, so re-running either file leaves the day's total right.
 Several web servers write their own rows (``--source-host``, default the host
@@ -31,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import gzip
-import hashlib
 import io
 import os
 import socket
@@ -72,7 +72,8 @@ class FileCounts:
 
     Attributes:
         path: the file name as given.
-        fingerprint: SHA-256 (hex) of the first line, without its newline.
+        fingerprint: SHA-256 (hex) of the whole content (decompressed).
+        identity: what recognises the file in ``files`` (:class:`~logpipe.history.identity.FileIdentity`).
         lines: lines read; rejected: lines that did not parse.
         counts: ``{(day, dimension, site, value): n}`` from :class:`~logpipe.daemon.pipeline.Pipeline`.
         stats: the classifier's outcomes (``page view``, ``bot``, ``static`` …), in lines.
@@ -81,6 +82,7 @@ class FileCounts:
 
     path: str
     fingerprint: str = ""
+    identity: object = None
     lines: int = 0
     rejected: int = 0
     counts: dict = field(default_factory=dict)
@@ -305,29 +307,33 @@ def _open(path: str) -> tuple[BinaryIO, BinaryIO, int | None]:
 
 
 def read_counts(path: str, settings: Settings, *,
-                on_progress: Callable[[int, int | None], None] | None = None) -> FileCounts:
+                on_progress: Callable[[int, int | None], None] | None = None,
+                prefix_sizes: tuple | list = ()) -> FileCounts:
     """Count one raw log file with the live counters' rules.
 
     Args:
         path: a plain or gzip file, or ``-`` for stdin.
         settings: the counting options (``post_ip`` is left out).
         on_progress: called with (bytes of the file read so far, its size or None).
+        prefix_sizes: content lengths whose prefix digest to keep (earlier rollups of
+            this file, :func:`logpipe.history.identity.growth_candidates`).
 
     Raises:
         RollupError: the file cannot be read.
     """
     from logpipe.daemon.pipeline import Pipeline
+    from logpipe.history.identity import ContentDigest
 
     counted = rollup_settings(settings)
     pipeline = Pipeline(counted)
     result = FileCounts(path, dimensions=counted.dimension_set())
     merged: dict = {}
-    hasher = hashlib.sha256()
-    first_line_done = False
+    digest = ContentDigest(prefix_sizes)
     tail = b""
     fed = 0
     try:
         stream, raw, size = _open(path)
+        stat = None if path == "-" else os.fstat(raw.fileno())
     except OSError as exc:
         raise RollupError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
@@ -338,10 +344,7 @@ def read_counts(path: str, settings: Settings, *,
                 raise RollupError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
             if not data:
                 break
-            if not first_line_done:
-                cut = data.find(b"\n")
-                hasher.update(data if cut < 0 else data[:cut])
-                first_line_done = cut >= 0
+            digest.update(data)
             data = tail + data if tail else data
             cut = data.rfind(b"\n")
             if cut < 0:
@@ -364,7 +367,8 @@ def read_counts(path: str, settings: Settings, *,
         if path != "-":
             stream.close()
             raw.close()
-    result.fingerprint = hasher.hexdigest()
+    result.identity = digest.identity(path if path == "-" else os.path.abspath(path), stat)
+    result.fingerprint = result.identity.fingerprint
     result.lines = pipeline.lines
     result.rejected = sum(pipeline.rejected.values())
     result.counts = merged
@@ -392,11 +396,12 @@ def _merge(into: dict, more: dict) -> None:
 
 def store_counts(engine, found: FileCounts, source_host: str, *,
                  on_progress: Callable[[int, int], None] | None = None) -> RollupResult:
-    """Replace the rows of (source_host, file fingerprint) with *found*'s counts, in one transaction.
+    """Replace the rows of *found*'s file (same source host) with its counts, in one transaction.
 
     Every ``counts`` and ``file_days`` row of an earlier rollup of the same
-    file by the same source host is deleted, whatever its day, and the new
-    rows inserted; other files and other hosts are untouched.
+    file by the same source host (:func:`logpipe.history.identity.claim_file`)
+    is deleted, whatever its day, and the new rows inserted; other files and
+    other hosts are untouched.
 
     Args:
         engine: from :func:`logpipe.history.engine_for` (schema ensured).
@@ -411,6 +416,7 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
     from sqlalchemy.exc import SQLAlchemyError
 
     from logpipe.history import HistoryError, _safe_url, _short, counts, db_value, file_days, files
+    from logpipe.history.identity import claim_file
 
     rows: dict[tuple, int] = {}
     for (day, dimension, site, value), n in found.counts.items():
@@ -431,27 +437,14 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
     now = _dt.datetime.now(_dt.timezone.utc)
     try:
         with engine.begin() as connection:
-            dialect = connection.dialect.name
-            keys = {"source_host": source_host, "fingerprint": found.fingerprint}
-            if dialect in ("postgresql", "sqlite"):
-                if dialect == "postgresql":
-                    from sqlalchemy.dialects.postgresql import insert as upsert
-                else:
-                    from sqlalchemy.dialects.sqlite import insert as upsert
-                connection.execute(upsert(files).values(**keys, lines=0, rejected=0)
-                                   .on_conflict_do_nothing(index_elements=["source_host", "fingerprint"]))
-            query = select(files.c.id).where(files.c.source_host == source_host,
-                                             files.c.fingerprint == found.fingerprint)
-            if dialect == "postgresql":
-                query = query.with_for_update()
-            file_id = connection.execute(query).scalar()
-            if file_id is None:  # other databases: plain insert
-                file_id = connection.execute(insert(files).values(**keys, lines=0, rejected=0)
-                                             ).inserted_primary_key[0]
+            ids = claim_file(connection, source_host, found.identity)
+            file_id = ids[0]
             replaced = [d.isoformat() for (d,) in connection.execute(
-                select(file_days.c.day).where(file_days.c.file_id == file_id).order_by(file_days.c.day))]
-            connection.execute(delete(counts).where(counts.c.file_id == file_id))
-            connection.execute(delete(file_days).where(file_days.c.file_id == file_id))
+                select(file_days.c.day).where(file_days.c.file_id.in_(ids)).distinct().order_by(file_days.c.day))]
+            connection.execute(delete(counts).where(counts.c.file_id.in_(ids)))
+            connection.execute(delete(file_days).where(file_days.c.file_id.in_(ids)))
+            if len(ids) > 1:  # one file rolled up under two rows (v1, then grown): keep one
+                connection.execute(delete(files).where(files.c.id.in_(ids[1:])))
             batch: list[dict] = []
             done = 0
             for (day, dimension, site, value), n in rows.items():
@@ -471,8 +464,11 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
                 connection.execute(insert(file_days), [
                     {"file_id": file_id, "day": _dt.date.fromisoformat(d), "page_views": page_views[d],
                      "requests": requests.get(d, 0) if has_status else None} for d in days])
+            identity = found.identity
             connection.execute(update(files).where(files.c.id == file_id).values(
-                path=found.path if found.path == "-" else os.path.abspath(found.path), lines=found.lines, rejected=found.rejected,
+                path=identity.path, fingerprint=identity.fingerprint, size=identity.size,
+                first_line=identity.first_line, device=identity.device, inode=identity.inode,
+                lines=found.lines, rejected=found.rejected,
                 first_day=_dt.date.fromisoformat(days[0]) if days else None,
                 last_day=_dt.date.fromisoformat(days[-1]) if days else None,
                 rolled_up=now, logpipe_version=__version__[:32]))
@@ -483,6 +479,17 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
                            f"(nothing of {found.path} was changed)") from None
     return RollupResult(found.path, source_host, found.fingerprint, int(file_id), found.lines,
                         found.rejected, len(rows), page_views, replaced)
+
+
+def _earlier_sizes(engine, source_host: str, path: str) -> list[int]:
+    """Sizes of earlier rollups of *path* (same path or inode): to recognise it grown."""
+    from logpipe.history.identity import growth_candidates
+
+    try:
+        stat = None if path == "-" else os.stat(path)
+    except OSError:
+        return []  # read_counts reports it
+    return growth_candidates(engine, source_host, path if path == "-" else os.path.abspath(path), stat)
 
 
 def rollup_file(path: str, settings: Settings, *, engine=None, db: str | None = None,
@@ -524,7 +531,8 @@ def rollup_file(path: str, settings: Settings, *, engine=None, db: str | None = 
             progress.update(task, description=f"storing {os.path.basename(path) or path}",
                             completed=done, total=max(total, 1), refresh=done >= total)
     try:
-        found = read_counts(path, settings, on_progress=on_read)
+        found = read_counts(path, settings, on_progress=on_read,
+                            prefix_sizes=_earlier_sizes(engine, source_host, path))
         parsed = found.lines - found.rejected
         if found.lines and not parsed:
             raise RollupError(f"{path}: none of its {found.lines} lines parsed with --format "
