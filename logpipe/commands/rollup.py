@@ -20,8 +20,10 @@ name) into one PostgreSQL; a day's number is the sum.  See
 ``post_ip`` (POSTs per client per hour, for anti-spam) is not rolled up: it is
 per hour, per IP address, and short-lived on purpose.
 
-A progress bar is drawn when stderr is a terminal; under systemd nothing is
-printed unless something fails (``--verbose`` prints one line per file).
+One summary line is printed on stdout at the end (files, lines, days, rows:
+:class:`RunSummary`); ``--verbose`` adds one line per file.  A progress bar
+(rich) is drawn on stderr when it is a terminal and a file is over
+:data:`PROGRESS_MIN_BYTES`; under systemd or cron there is none.
 Exit status: 0 done; 1 a file is missing or unreadable, every line of a file
 was rejected, or the database failed (nothing of that file is changed); 2 a
 bad option.
@@ -43,7 +45,8 @@ from logpipe import __version__
 from logpipe.config import Settings, add_options
 
 __all__ = ["add_arguments", "run", "rollup_file", "read_counts", "store_counts", "archive_files",
-           "default_day", "RollupResult", "FileCounts", "RollupError", "EmptyFile", "ROLLUP_SETTINGS"]
+           "default_day", "RollupResult", "FileCounts", "RollupError", "EmptyFile", "ROLLUP_SETTINGS",
+           "RunSummary", "PROGRESS_MIN_BYTES"]
 
 #: Settings the rollup takes on its command line (besides --db and --config): the counting
 #: rules must be the daemon's, so they are the daemon's options.
@@ -56,6 +59,8 @@ READ_SIZE = 4 << 20
 #: Classify what was fed every this many bytes, so memory holds counts, not raw tuples.
 TAKE_EVERY = 64 << 20
 INSERT_BATCH = 5000
+#: Files at least this big (bytes, as stored: gzip counts compressed) get a progress bar on a terminal.
+PROGRESS_MIN_BYTES = 4 << 20
 
 
 class RollupError(Exception):
@@ -133,7 +138,8 @@ def add_arguments(parser, name: str) -> None:
                         help="raw log files (plain or gzip; - for stdin) instead of the archive's")
     parser.add_argument("--date", metavar="YYYY-MM-DD",
                         help="roll up this day's --archive file(s) (default: yesterday in --archive-tz)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print one line per file")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also print one line per file (default: one summary line for the run)")
     add_options(parser, ROLLUP_SETTINGS)
 
 
@@ -163,8 +169,9 @@ def run(args) -> int:
             _say(f"no archive file for {day} (pattern {settings.archive}"
                  f"{', time zone ' + settings.archive_tz if settings.archive_tz else ''})")
             return 1
-    tty = _isatty(sys.stderr)
-    progress = _progress() if tty else None
+    big = [p for p in paths if p != "-" and _size(p) >= PROGRESS_MIN_BYTES]
+    progress = _progress() if big and _isatty(sys.stderr) else None
+    summary = RunSummary()
     status = 0
     try:
         engine = engine_for(settings.db, write=True)
@@ -178,16 +185,19 @@ def run(args) -> int:
         for path in paths:
             try:
                 result = rollup_file(path, settings, engine=engine, source_host=source_host,
-                                     progress=progress)
+                                     progress=progress if path in big else None)
             except EmptyFile as exc:
-                if args.verbose or tty:
+                summary.empty += 1
+                if args.verbose:
                     _say(str(exc))
                 continue
             except (RollupError, HistoryError) as exc:
+                summary.failed += 1
                 _say(str(exc))
                 status = 1
                 continue
-            if args.verbose or tty:
+            summary.add(result)
+            if args.verbose:
                 message = result.summary()
                 if progress is not None:
                     progress.console.print(message, markup=False, highlight=False)
@@ -197,7 +207,51 @@ def run(args) -> int:
         if progress is not None:
             progress.stop()
         engine.dispose()
+    from logpipe.history import _safe_url
+
+    print(f"logpipe rollup: {summary.line()} into {_safe_url(settings.db)}", flush=True)
     return status
+
+
+@dataclass
+class RunSummary:
+    """What one ``logpipe rollup`` run did, for its one summary line."""
+
+    files: int = 0
+    lines: int = 0
+    rejected: int = 0
+    rows: int = 0
+    replaced: int = 0
+    empty: int = 0
+    failed: int = 0
+    days: set = field(default_factory=set)
+
+    def add(self, result: "RollupResult") -> None:
+        """Count one file's :class:`RollupResult`."""
+        self.files += 1
+        self.lines += result.lines
+        self.rejected += result.rejected
+        self.rows += result.rows
+        self.replaced += bool(result.replaced_days)
+        self.days.update(result.days)
+
+    def line(self) -> str:
+        """``2 files, 25070 lines (3 rejected), 4 days 2015-05-17..2015-05-20, 9120 rows …``."""
+        days = sorted(self.days)
+        span = "" if not days else f" {days[0]}" if len(days) == 1 else f" {days[0]}..{days[-1]}"
+        text = (f"{self.files} file{'s' * (self.files != 1)}, {self.lines} lines ({self.rejected} rejected), "
+                f"{len(days)} day{'s' * (len(days) != 1)}{span}, {self.rows} rows")
+        notes = [f"{n} {what}" for n, what in ((self.replaced, "replaced an earlier rollup of the same file"),
+                                              (self.empty, "empty, skipped"), (self.failed, "failed"))
+                 if n]
+        return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _say(message: str) -> None:
