@@ -169,3 +169,24 @@ def test_a_version_1_database_is_migrated_and_its_files_recognised_at_their_path
     assert views(db) == {"/health": 2, "/a": 5, "/b": 3}
     assert sql(db, "SELECT COUNT(*), COUNT(size) FROM files") == [(2, 2)]
     assert sql(db, "PRAGMA foreign_key_check") == []
+
+
+def test_a_version_1_postgresql_database_is_migrated(logpipe_bin, postgres_db, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_bytes(PROBE + line("/a") * 5)
+    rollup(logpipe_bin, postgres_db, str(log))
+    engine = create_engine(postgres_db)  # back to what schema v1 had: first-line identity, no new columns
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE files SET fingerprint = first_line"))
+        connection.execute(text("ALTER TABLE files DROP COLUMN size, DROP COLUMN first_line, "
+                                "DROP COLUMN device, DROP COLUMN inode"))
+        connection.execute(text("UPDATE schema_version SET version = 1"))
+    engine.dispose()
+    other = tmp_path / "other.log"
+    other.write_bytes(PROBE + line("/b") * 3)
+    rollup(logpipe_bin, postgres_db, str(other))
+    assert sql(postgres_db, "SELECT version FROM schema_version") == [(2,)]
+    assert views(postgres_db) == {"/health": 2, "/a": 5, "/b": 3}
+    rollup(logpipe_bin, postgres_db, str(log))
+    assert views(postgres_db) == {"/health": 2, "/a": 5, "/b": 3}
+    assert sql(postgres_db, "SELECT COUNT(*), COUNT(size) FROM files") == [(2, 2)]
