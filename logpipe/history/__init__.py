@@ -2,9 +2,12 @@
 
 memcached keeps a day's counters for 24 hours; ``logpipe rollup`` stores each
 finished day in a database through SQLAlchemy (SQLite by default, PostgreSQL
-for several web servers).  This module owns the schema and the read side:
-``logpipe hits URL --days N`` (:func:`hits_table`), ``logpipe report`` and web
-applications (:class:`History`, :func:`hits`)::
+for several web servers).  This package owns the schema (:mod:`.schema`,
+:mod:`.identity`) and the read side (:mod:`.reads`: :class:`History`;
+:mod:`.ranges`: date ranges over the database and memcached, with memcached's
+outage reported per day instead of raised): ``logpipe hits``/``top``
+(:func:`hits_range`, :func:`top_range`), ``logpipe report`` and web
+applications (:func:`hits`)::
 
     from logpipe.history import hits
     for day, views, source in hits("/blog/1/", days=30, db="sqlite:////var/lib/logpipe/logpipe.sqlite3"):
@@ -25,7 +28,8 @@ One row of ``files`` is one raw log file rolled up by one source host; its
 same file is recognised under another name and compressed (``access.log.1`` →
 ``access.log.2.gz``), and a different file is never taken for it, whatever its
 first line.  A file that grew since its last rollup (same path or inode, and the
-old content is its beginning) replaces its earlier row (:mod:`.identity`).  ``counts`` holds that file's per-day counts: a file for day D
+old content is its beginning) replaces its earlier row (:mod:`.identity`).
+``counts`` holds that file's per-day counts: a file for day D
 may also hold a few lines of D-1 (requests that finished after midnight), and
 those are rows of day D-1 under the D file.  A day's number is the sum over
 every file and every source host.  Re-running a file replaces all of its rows
@@ -34,7 +38,6 @@ in one transaction (delete by ``file_id``, insert): never added twice.
 the request's ``%t``.  Values longer than 1000 UTF-8 bytes are stored cut, with
 a digest (:func:`db_value`).
 """
-
 
 from logpipe.history.schema import (DEFAULT_DB, MAX_VALUE_BYTES, SCHEMA_VERSION, HistoryError,  # noqa: F401
                                     _day, _safe_url, _short, counts, db_value, engine_for,
