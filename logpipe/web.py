@@ -55,7 +55,8 @@ class Day:
     Attributes:
         date: the day (a ``datetime.date``), as the request's ``%t`` has it.
         views: page views; None when its source (memcached) could not be read.
-        source: ``"memcached"`` (today, or yesterday before its rollup) or ``"database"``.
+        source: ``"memcached"`` (today, or yesterday before its rollup), ``"database"``, or
+            ``"unavailable"`` (a live day while memcached cannot be read; views None).
         visitors: unique visitors, when logpipe counts them for that day, else None.
     """
 

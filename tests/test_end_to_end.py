@@ -71,7 +71,10 @@ def test_cli_hits_and_top_print_todays_counts(apache_factory, memcached, logpipe
     top = subprocess.run([logpipe_bin, "top", "url", "-n", "10", "--memcached", memcached.spec],
                          capture_output=True, text=True, timeout=30)
     assert top.returncode == 0
-    assert [line.split() for line in top.stdout.splitlines()] == [["7", "/a"], ["3", "/b"]]
+    lines = top.stdout.splitlines()
+    assert lines[0] == f"top url · {today()} · site (none) · today from memcached"  # header
+    assert [line.split() for line in lines[1:-1]] == [["7", "/a"], ["3", "/b"]]
+    assert lines[-1].split()[:2] == ["10", "total"]
 
 
 # -- the real logs: dry-run and memcached against an independent reference count ----------------

@@ -283,15 +283,11 @@ def test_a_newer_schema_is_refused(logpipe_bin, tmp_path):
 # -- progress ----------------------------------------------------------------------------------
 
 
-def test_progress_bar_on_a_terminal_and_silence_otherwise(real_logs_dir, logpipe_bin, tmp_path):
-    db = f"sqlite:///{tmp_path}/h.sqlite3"
-    source = str(real_logs_dir / "dmjacas-logs-other_vhosts_access.log")
-    quiet = rollup(logpipe_bin, db, "--format", "vhost_combined", source)
-    assert quiet.stdout == "" and quiet.stderr == ""  # what systemd's journal gets
+def run_in_terminal(argv: list[str]) -> str:
+    """Run *argv* with stdout and stderr on a pseudo-terminal; return what it drew."""
     controller, terminal = pty.openpty()
     try:
-        proc = subprocess.Popen([logpipe_bin, "rollup", "--db", db, "--format", "vhost_combined", source],
-                                stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal,
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal,
                                 env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})
         # The parent keeps its end of the terminal open: when the last slave fd
         # closes, Linux may answer EIO before the master has read everything.
@@ -307,9 +303,33 @@ def test_progress_bar_on_a_terminal_and_silence_otherwise(real_logs_dir, logpipe
         os.close(controller)
         if terminal >= 0:
             os.close(terminal)
-    screen = output.decode("utf-8", "replace")
+    return output.decode("utf-8", "replace")
+
+
+def test_one_summary_line_and_a_progress_bar_on_a_terminal_for_big_files(real_logs_dir, logpipe_bin, tmp_path):
+    db = f"sqlite:///{tmp_path}/h.sqlite3"
+    source = str(real_logs_dir / "dmjacas-logs-other_vhosts_access.log")  # 4.3 MiB: over PROGRESS_MIN_BYTES
+    quiet = rollup(logpipe_bin, db, "--format", "vhost_combined", source)
+    # what systemd's journal gets: one line, no bar
+    days = table(db, "SELECT COUNT(DISTINCT day), MIN(day), MAX(day) FROM file_days")[0]
+    rows = table(db, "SELECT COUNT(*) FROM counts")[0][0]
+    assert quiet.stderr == ""
+    assert quiet.stdout == (f"logpipe rollup: 1 file, 25070 lines (0 rejected), {days[0]} days "
+                            f"{days[1]}..{days[2]}, {rows} rows into {db}\n")
+    screen = run_in_terminal([logpipe_bin, "rollup", "--db", db, "--format", "vhost_combined", source])
     assert "100%" in screen and "\x1b[" in screen  # rich's bar, drawn with escape codes
-    assert "25070 lines" in screen and "replaced an earlier rollup" in screen
+    assert screen.count("logpipe rollup: 1 file, 25070 lines") == 1
+    assert "(1 replaced an earlier rollup of the same file)" in screen
+    # a small file on a terminal: no bar, the summary line only (and -v adds the file's line)
+    small = tmp_path / "small.log"
+    small.write_bytes(clf(dt.date(2026, 11, 20), "10:00:00", "/x") * 3)
+    screen = run_in_terminal([logpipe_bin, "rollup", "--db", db, "-v", str(small)])
+    assert "\x1b[" not in screen and "%" not in screen
+    rows = table(db, f"SELECT COUNT(*) FROM counts JOIN files ON files.id = file_id WHERE path = '{small}'")[0][0]
+    assert rows >= 4  # url, browser, platform, status at least
+    assert [line for line in screen.splitlines() if line] == [
+        f"{small}: 3 lines, 0 rejected; 1 day(s) 2026-11-20; 3 page views; {rows} rows",
+        f"logpipe rollup: 1 file, 3 lines (0 rejected), 1 day 2026-11-20, {rows} rows into {db}"]
 
 
 # -- reading history: logpipe hits --days ------------------------------------------------------
@@ -358,7 +378,7 @@ def test_hits_days_today_from_memcached_and_history_from_the_database(logpipe_bi
     assert table_text.returncode == 0
     assert [line.split() for line in table_text.stdout.splitlines()] == [
         [day[2].isoformat(), "8", "database"], [day[1].isoformat(), "3", "database"],
-        [day[0].isoformat(), "7", "memcached"]]
+        [day[0].isoformat(), "7", "memcached"], ["total", "18", "3", "days"]]
 
 
 def test_hits_days_without_a_database_yet(memcached, tmp_path):

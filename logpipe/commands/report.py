@@ -13,6 +13,16 @@ into humans and bots (the bot share), top referrer hosts, search keywords,
 browsers, platforms, bots and status codes; tables list the top values of each,
 plus the full referrers and the most requested missing pages.  A day that no
 rollup covered is a gap, not a zero.
+
+When the period reaches the live days (``--date today``; yesterday until it is
+rolled up) their numbers come from memcached.  If memcached cannot be reached
+the report is still written with every day the database has, the live days
+are marked "unavailable" (a gap, not a zero), one line says so on stderr and
+the exit status is 3 (:data:`logpipe.commands.query.EXIT_INCOMPLETE`).
+
+Values are shown decoded for reading (``/café.html``, control characters
+escaped: :mod:`logpipe.commands.display`); the embedded JSON keeps them as
+counted, with the shown form in ``"shown"``.
 """
 
 from __future__ import annotations
@@ -44,15 +54,22 @@ PANELS = [
 
 def add_arguments(parser, name: str) -> None:
     """Add ``report``'s options to *parser*."""
+    from logpipe.commands.query import EXIT_INCOMPLETE
+
     parser.description = "Write one self-contained HTML report (charts + tables) from the history database."
     from logpipe.commands.dates import DATE_HELP, day_arg
 
+    parser.epilog = ("Live days in the period (today, yesterday until rolled up) are read from memcached. "
+                     "Exit status: 0 written; 1 no data or database error; 2 bad option; "
+                     f"{EXIT_INCOMPLETE} written, but memcached could not be reached: live days are "
+                     "marked unavailable.")
     parser.add_argument("--html", metavar="FILE", required=True,
                         help="write the report to FILE, replaced atomically; - for stdout (required)")
     parser.add_argument("--days", type=int, default=30, metavar="N",
                         help="how many days, ending with --date (default: 30; days)")
     parser.add_argument("--date", metavar="DAY", type=day_arg,
-                        help=f"the last day ({DATE_HELP}; default: the latest day in the database)")
+                        help=f"the last day ({DATE_HELP}; default: the latest day in the database; "
+                             "today adds today's counts from memcached)")
     parser.add_argument("--site", metavar="VHOST", help="only this virtual host (default: every site)")
     parser.add_argument("--top", type=int, default=10, metavar="N",
                         help="values per panel and table (default: 10; values)")
@@ -61,8 +78,10 @@ def add_arguments(parser, name: str) -> None:
 
 
 def run(args) -> int:
-    """Run ``logpipe report``; 0 written, 1 no data or database error, 2 bad option."""
+    """Run ``logpipe report``; 0 written, 1 no data or database error, 2 bad option, 3 written without memcached."""
+    from logpipe.api import Reader
     from logpipe.commands.main import settings_from
+    from logpipe.commands.query import EXIT_INCOMPLETE
     from logpipe.history import History, HistoryError
 
     settings = settings_from(args)
@@ -70,12 +89,14 @@ def run(args) -> int:
         sys.stderr.write("logpipe report: --days and --top must be 1 or more\n")
         return 2
     history = History(settings.db)
+    reader = Reader(settings.memcached, prefix=settings.prefix, timeout=max(settings.timeout, 1.0))
     try:
         end = args.date or history.last_day()
         if end is None:
             sys.stderr.write(f"logpipe report: no rolled-up data in {settings.db} (run logpipe rollup)\n")
             return 1
-        data = build_report(history, end, args.days, site=args.site, top=args.top, title=args.title)
+        data = build_report(history, end, args.days, site=args.site, top=args.top, title=args.title,
+                            reader=reader)
     except HistoryError as exc:
         sys.stderr.write(f"logpipe report: {exc}\n")
         return 1
@@ -84,16 +105,22 @@ def run(args) -> int:
         return 2
     finally:
         history.close()
+        reader.close()
     try:
         write_report(render_html(data), args.html)
     except OSError as exc:
         sys.stderr.write(f"logpipe report: cannot write {args.html}: {exc.strerror or exc}\n")
         return 1
+    missing = data["unavailable_days"]
+    if missing:
+        sys.stderr.write(f"logpipe report: memcached {settings.memcached} cannot be reached: "
+                         f"{', '.join(missing)} unavailable in the report (every database day is there)\n")
+        return EXIT_INCOMPLETE
     return 0
 
 
 def build_report(history, end: str, days: int, *, site: str | None = None, top: int = 10,
-                 title: str | None = None) -> dict:
+                 title: str | None = None, reader=None, today: str | None = None) -> dict:
     """Everything the report shows, as JSON-ready data (also embedded in the page).
 
     Args:
@@ -103,12 +130,17 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
         site: one vhost, or None for every site together.
         top: values per panel.
         title: the page title (default "logpipe report").
+        reader: a :class:`logpipe.api.Reader` for the live days in the period, or
+            None (then they are unavailable).
+        today: today's date (default: the local date).
 
     Returns:
         ``{"days": [...], "covered": [...], "daily": {"page_views", "requests", "bots"},
         "summary": {...}, "urls": {"top", "series"}, "panels": {dimension: {"top", "total"}},
         "sources": [...], ...}``; per-day lists follow ``days`` and hold None on days no
-        rollup covered.
+        rollup covered or memcached could not give (``"unavailable_days"``); ``"live"``
+        marks the days read from memcached; ``"shown"`` maps values to their display form
+        where it differs.
 
     Raises:
         ValueError: a bad date.  HistoryError: the database cannot be read.
@@ -117,22 +149,36 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
     first = last - _dt.timedelta(days=days - 1)
     names = [(first + _dt.timedelta(days=i)).isoformat() for i in range(days)]
     covered_set = history.covered_days(first, last)
-    covered = [d in covered_set for d in names]
+    live = _Live(history, reader, first, last, covered_set, site, today)
+    daily = {dimension: {**history.totals(dimension, first, last, site), **live.totals(dimension)}
+             for dimension in ("url", "status", "bot")}
+
+    def ranked(dimension: str) -> tuple[list, int]:
+        if not live.days:
+            return (history.top(dimension, first, last, top, site),
+                    sum(history.totals(dimension, first, last, site).values()))
+        found = live.top(dimension, top)
+        return found.rows, found.total
+
+    top_urls, _ = ranked("url")
+    series = history.series("url", [v for v, _ in top_urls], first, last, site)
+    for value, per in live.series("url", [v for v, _ in top_urls]).items():
+        series.setdefault(value, {}).update(per)
+    panels = {}
+    shown_as: dict[str, str] = {}
+    for dimension, panel_title, kind in PANELS:
+        rows, total = ranked(dimension)
+        panels[dimension] = {"title": panel_title, "chart": kind, "total": total,
+                             "top": [[v, n] for v, n in rows]}
+        shown_as.update(_shown_map(dimension, [v for v, _ in rows]))
+    shown_as.update(_shown_map("url", [v for v, _ in top_urls]))
+    # after every memcached read: a live day that failed on the way is a gap, never a zero
+    covered = [d in covered_set and d not in live.days or d in live.read for d in names]
 
     def per_day(values: dict[str, int]) -> list[int | None]:
         return [values.get(d, 0) if c else None for d, c in zip(names, covered)]
 
-    page_views = per_day(history.totals("url", first, last, site))
-    requests = per_day(history.totals("status", first, last, site))
-    bots = per_day(history.totals("bot", first, last, site))
-    top_urls = history.top("url", first, last, top, site)
-    series = history.series("url", [v for v, _ in top_urls], first, last, site)
-    panels = {}
-    for dimension, panel_title, kind in PANELS:
-        rows = history.top(dimension, first, last, top, site)
-        total = sum(history.totals(dimension, first, last, site).values())
-        panels[dimension] = {"title": panel_title, "chart": kind, "total": total,
-                             "top": [[v, n] for v, n in rows]}
+    page_views, requests, bots = (per_day(daily[d]) for d in ("url", "status", "bot"))
     total_views = sum(v for v in page_views if v)
     total_requests = sum(v for v in requests if v)
     total_bots = sum(v for v in bots if v)
@@ -145,6 +191,9 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
         "end": names[-1],
         "days": names,
         "covered": covered,
+        "live": [d in live.days for d in names],
+        "unavailable_days": live.unavailable,
+        "shown": shown_as,
         "daily": {"page_views": page_views, "requests": requests, "bots": bots},
         "summary": {
             "page_views": total_views,
@@ -159,6 +208,85 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
         "sites": history.sites(first, last),
         "sources": history.sources(first, last),
     }
+
+
+class _Live:
+    """The report's live days (today; yesterday until rolled up), read from memcached once.
+
+    Each live day's per-dimension totals are read when first asked; after the
+    first failure memcached is not asked again (one timeout, not one per panel)
+    and the days from that one on are :attr:`unavailable`.
+    """
+
+    def __init__(self, history, reader, first, last, covered: set[str], site: str | None, today: str | None):
+        import datetime as dt
+
+        from logpipe.history import live_days
+
+        now = dt.date.fromisoformat(today) if today else dt.date.today()
+        self.history, self.reader, self.first, self.last, self.site, self.now = (
+            history, reader, first, last, site, now)
+        self.days = [d.isoformat() for d in live_days(first, last, now, covered)]
+        # every site together: the counters without a site and each site the database knows
+        self.sites = [site] if site else [None] + [s for s in history.sites(first, last) if s]
+        self.unavailable: list[str] = [] if reader is not None else list(self.days)
+        self._totals: dict[str, dict[str, int]] = {}
+
+    @property
+    def read(self) -> list[str]:
+        """The live days memcached gave."""
+        return [d for d in self.days if d not in self.unavailable]
+
+    def _fail(self, day: str) -> None:
+        self.unavailable = [d for d in self.days if d >= day or d in self.unavailable]
+        self.reader = None
+
+    def totals(self, dimension: str) -> dict[str, int]:
+        """``{live day: sum of every value of dimension}`` for the days memcached gave."""
+        from logpipe.daemon.store import StoreError
+
+        if dimension not in self._totals:
+            out: dict[str, int] = {}
+            for day in self.read:
+                try:
+                    out[day] = sum(e.count for s in self.sites for e in self.reader.top(dimension, day, None, s))
+                except StoreError:
+                    self._fail(day)
+                    break
+            self._totals[dimension] = out
+        return {d: n for d, n in self._totals[dimension].items() if d in self.read}
+
+    def top(self, dimension: str, n: int):
+        """:func:`logpipe.history.top_range` over the whole period, database and live days."""
+        from logpipe.history import top_range
+
+        found = top_range(dimension, self.first, self.last, n=n, reader=self.reader, history=self.history,
+                          today=self.now, sites=self.sites)
+        for day in found.unavailable_days:
+            if day not in self.unavailable:
+                self._fail(day)
+        return found
+
+    def series(self, dimension: str, values: list[str]) -> dict[str, dict[str, int]]:
+        """``{value: {live day: count}}`` for the days memcached gave."""
+        from logpipe.daemon.store import StoreError
+
+        out: dict[str, dict[str, int]] = {v: {} for v in values}
+        for day in self.read:
+            try:
+                for value in values:
+                    out[value][day] = sum(self.reader.count(dimension, value, day, s) for s in self.sites)
+            except StoreError:
+                self._fail(day)
+                break
+        return out
+
+
+def _shown_map(dimension: str, values) -> dict[str, str]:
+    """``{value: display form}`` for the values whose display form differs (JSON stays raw)."""
+    from logpipe.commands.display import shown
+
+    return {v: shown(v, dimension) for v in values if shown(v, dimension) != v}
 
 
 def chart_js() -> str:
@@ -179,12 +307,14 @@ def _number(n: int | None) -> str:
     return "–" if n is None else f"{n:,}".replace(",", "\u202f")
 
 
-def _table(table_id: str, heading: str, rows: list, total: int | None) -> str:
+def _table(table_id: str, heading: str, rows: list, total: int | None, dimension: str = "url") -> str:
+    from logpipe.commands.display import shown
+
     out = [f'<table class="numbers" id="{table_id}"><thead><tr><th>{html.escape(heading)}</th>'
            '<th class="n">count</th><th class="n">share</th></tr></thead><tbody>']
     for value, count in rows:
         share = f"{100 * count / total:.1f}\u202f%" if total else ""
-        out.append(f'<tr><td class="v">{html.escape(value) or "<i>(empty)</i>"}</td>'
+        out.append(f'<tr><td class="v">{html.escape(shown(value, dimension)) or "<i>(empty)</i>"}</td>'
                    f'<td class="n" data-count="{int(count)}">{_number(count)}</td>'
                    f'<td class="n">{share}</td></tr>')
     if not rows:
@@ -202,13 +332,19 @@ def render_html(data: dict) -> str:
     period = f'{data["start"]} – {data["end"]}'
     scope = f'site {esc(data["site"])}' if data["site"] else "all sites"
     sources = ", ".join(f'{esc(s["source_host"])} ({s["days"]} days)' for s in data["sources"]) or "none"
+    missing = data.get("unavailable_days", [])
+
+    def cell(day: str, n: int | None) -> str:
+        if day in missing:  # memcached could not give this live day: say so, never 0
+            return '<td class="n unavailable" data-count="">unavailable</td>'
+        return f'<td class="n" data-count="{"" if n is None else n}">{_number(n)}</td>'
+
     daily_rows = "".join(
-        f'<tr data-day="{day}"><td>{day}</td>'
-        f'<td class="n" data-count="{"" if pv is None else pv}">{_number(pv)}</td>'
-        f'<td class="n" data-count="{"" if rq is None else rq}">{_number(rq)}</td>'
-        f'<td class="n" data-count="{"" if bt is None else bt}">{_number(bt)}</td></tr>'
+        f'<tr data-day="{day}"><td>{day}</td>{cell(day, pv)}{cell(day, rq)}{cell(day, bt)}</tr>'
         for day, pv, rq, bt in zip(data["days"], data["daily"]["page_views"], data["daily"]["requests"],
                                    data["daily"]["bots"]))
+    outage = (f' · <span id="unavailable">{esc(", ".join(missing))} unavailable: memcached could not be '
+              'reached</span>' if missing else "")
     panels_html = []
     for dimension, panel in data["panels"].items():
         chart = ""
@@ -217,7 +353,7 @@ def render_html(data: dict) -> str:
                     f'aria-label="{esc(panel["title"])}"></canvas></div>'
         panels_html.append(
             f'<section class="card" id="panel-{dimension}"><h2>{esc(panel["title"])}</h2>{chart}'
-            f'{_table("table-" + dimension, dimension, panel["top"], panel["total"])}</section>')
+            f'{_table("table-" + dimension, dimension, panel["top"], panel["total"], dimension)}</section>')
     url_table = _table("table-url", "URL", data["urls"]["top"], summary["page_views"])
     return f"""<!doctype html>
 <html lang="en">
@@ -257,7 +393,7 @@ footer {{ color:var(--muted); padding:0 28px 24px; font-size:12px; }}
 <body>
 <header>
 <h1>{esc(data["title"])}</h1>
-<div class="meta">{period} · {scope} · {summary["days_with_data"]} of {len(data["days"])} days rolled up · sources: {sources}</div>
+<div class="meta">{period} · {scope} · {summary["days_with_data"]} of {len(data["days"])} days rolled up · sources: {sources}{outage}</div>
 </header>
 <div class="tiles">
 <div class="tile" id="tile-page-views"><b data-count="{summary["page_views"]}">{_number(summary["page_views"])}</b><span>page views</span></div>
@@ -300,7 +436,11 @@ _SCRIPT = r"""
   Chart.defaults.responsive = true;
   Chart.defaults.maintainAspectRatio = false;
   Chart.defaults.font.family = "system-ui, sans-serif";
-  function shortLabel(text) { return text.length > 48 ? text.slice(0, 47) + "\u2026" : text; }
+  var shown = data.shown || {};  // display forms (decoded, controls escaped); values stay as counted
+  function shortLabel(text) {
+    text = shown[text] || text;
+    return text.length > 48 ? text.slice(0, 47) + "\u2026" : text;
+  }
   function draw(id, config) {
     var canvas = document.getElementById(id);
     if (!canvas) { return; }

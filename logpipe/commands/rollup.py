@@ -7,9 +7,10 @@ same parsing and page-view rules as the live counters, and stores per-day
 counts of every dimension in ``--db`` (SQLite by default, PostgreSQL for
 several web servers).  Give it the daemon's ``--config`` so the rules match.
 
-Idempotent: each file is one row of ``files`` keyed by (source host, SHA-256
-of its first line), and a run replaces every count of that file in one
-transaction -- whatever days it held.  A file for day D holds a few lines of
+Idempotent: each file is one row of ``files``, recognised by its source host
+and the SHA-256 of its whole content, or as the same file grown (same path or
+inode, the old content its beginning; see :mod:`logpipe.history.identity`), and a
+run replaces every count of that file in one transaction -- whatever days it held.  A file for day D holds a few lines of
 D-1 (requests that finished after midnight): they are counted for D-1, as rows
 of the D file, so re-running either file leaves the day's total right.
 Several web servers write their own rows (``--source-host``, default the host
@@ -19,8 +20,10 @@ name) into one PostgreSQL; a day's number is the sum.  See
 ``post_ip`` (POSTs per client per hour, for anti-spam) is not rolled up: it is
 per hour, per IP address, and short-lived on purpose.
 
-A progress bar is drawn when stderr is a terminal; under systemd nothing is
-printed unless something fails (``--verbose`` prints one line per file).
+One summary line is printed on stdout at the end (files, lines, days, rows:
+:class:`RunSummary`); ``--verbose`` adds one line per file.  A progress bar
+(rich) is drawn on stderr when it is a terminal and a file is over
+:data:`PROGRESS_MIN_BYTES`; under systemd or cron there is none.
 Exit status: 0 done; 1 a file is missing or unreadable, every line of a file
 was rejected, or the database failed (nothing of that file is changed); 2 a
 bad option.
@@ -31,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import gzip
-import hashlib
 import io
 import os
 import socket
@@ -46,7 +48,8 @@ from logpipe.daemon.archive import zone
 from logpipe.errors import RollupError, short_error  # RollupError: re-exported
 
 __all__ = ["add_arguments", "run", "rollup_file", "read_counts", "store_counts", "archive_files",
-           "default_day", "RollupResult", "FileCounts", "RollupError", "EmptyFile", "ROLLUP_SETTINGS"]
+           "default_day", "RollupResult", "FileCounts", "RollupError", "EmptyFile", "ROLLUP_SETTINGS",
+           "RunSummary", "PROGRESS_MIN_BYTES"]
 
 #: Settings the rollup takes on its command line (besides --db and --config): the counting
 #: rules must be the daemon's, so they are the daemon's options.
@@ -57,6 +60,8 @@ READ_SIZE = 4 << 20
 #: Classify what was fed every this many bytes, so memory holds counts, not raw tuples.
 TAKE_EVERY = 64 << 20
 INSERT_BATCH = 5000
+#: Files at least this big (bytes, as stored: gzip counts compressed) get a progress bar on a terminal.
+PROGRESS_MIN_BYTES = 4 << 20
 
 
 class EmptyFile(RollupError):
@@ -69,7 +74,8 @@ class FileCounts:
 
     Attributes:
         path: the file name as given.
-        fingerprint: SHA-256 (hex) of the first line, without its newline.
+        fingerprint: SHA-256 (hex) of the whole content (decompressed).
+        identity: what recognises the file in ``files`` (:class:`~logpipe.history.identity.FileIdentity`).
         lines: lines read; rejected: lines that did not parse.
         counts: ``{(day, dimension, site, value): n}`` from :class:`~logpipe.daemon.pipeline.Pipeline`.
         stats: the classifier's outcomes (``page view``, ``bot``, ``static`` …), in lines.
@@ -78,6 +84,7 @@ class FileCounts:
 
     path: str
     fingerprint: str = ""
+    identity: object = None
     lines: int = 0
     rejected: int = 0
     counts: dict = field(default_factory=dict)
@@ -131,7 +138,7 @@ def add_arguments(parser, name: str) -> None:
                         help=f"roll up this day's --archive file(s) ({DATE_HELP}; "
                              "default: yesterday in --archive-tz)")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="print one summary line per file (default: off; errors are always printed)")
+                        help="also print one line per file (default: one summary line for the run)")
 
 
 def run(args) -> int:
@@ -160,8 +167,9 @@ def run(args) -> int:
             _say(f"no archive file for {day} (pattern {settings.archive}"
                  f"{', time zone ' + settings.archive_tz if settings.archive_tz else ''})")
             return 1
-    tty = _isatty(sys.stderr)
-    progress = _progress() if tty else None
+    big = [p for p in paths if p != "-" and _size(p) >= PROGRESS_MIN_BYTES]
+    progress = _progress() if big and _isatty(sys.stderr) else None
+    summary = RunSummary()
     status = 0
     try:
         engine = engine_for(settings.db, write=True)
@@ -175,16 +183,19 @@ def run(args) -> int:
         for path in paths:
             try:
                 result = rollup_file(path, settings, engine=engine, source_host=source_host,
-                                     progress=progress)
+                                     progress=progress if path in big else None)
             except EmptyFile as exc:
-                if args.verbose or tty:
+                summary.empty += 1
+                if args.verbose:
                     _say(str(exc))
                 continue
             except (RollupError, HistoryError) as exc:
+                summary.failed += 1
                 _say(str(exc))
                 status = 1
                 continue
-            if args.verbose or tty:
+            summary.add(result)
+            if args.verbose:
                 message = result.summary()
                 if progress is not None:
                     progress.console.print(message, markup=False, highlight=False)
@@ -194,7 +205,51 @@ def run(args) -> int:
         if progress is not None:
             progress.stop()
         engine.dispose()
+    from logpipe.history import safe_url
+
+    print(f"logpipe rollup: {summary.line()} into {safe_url(settings.db)}", flush=True)
     return status
+
+
+@dataclass
+class RunSummary:
+    """What one ``logpipe rollup`` run did, for its one summary line."""
+
+    files: int = 0
+    lines: int = 0
+    rejected: int = 0
+    rows: int = 0
+    replaced: int = 0
+    empty: int = 0
+    failed: int = 0
+    days: set = field(default_factory=set)
+
+    def add(self, result: "RollupResult") -> None:
+        """Count one file's :class:`RollupResult`."""
+        self.files += 1
+        self.lines += result.lines
+        self.rejected += result.rejected
+        self.rows += result.rows
+        self.replaced += bool(result.replaced_days)
+        self.days.update(result.days)
+
+    def line(self) -> str:
+        """``2 files, 25070 lines (3 rejected), 4 days 2015-05-17..2015-05-20, 9120 rows …``."""
+        days = sorted(self.days)
+        span = "" if not days else f" {days[0]}" if len(days) == 1 else f" {days[0]}..{days[-1]}"
+        text = (f"{self.files} file{'s' * (self.files != 1)}, {self.lines} lines ({self.rejected} rejected), "
+                f"{len(days)} day{'s' * (len(days) != 1)}{span}, {self.rows} rows")
+        notes = [f"{n} {what}" for n, what in ((self.replaced, "replaced an earlier rollup of the same file"),
+                                              (self.empty, "empty, skipped"), (self.failed, "failed"))
+                 if n]
+        return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _say(message: str) -> None:
@@ -295,29 +350,33 @@ def _open(path: str) -> tuple[BinaryIO, BinaryIO, int | None]:
 
 
 def read_counts(path: str, settings: Settings, *,
-                on_progress: Callable[[int, int | None], None] | None = None) -> FileCounts:
+                on_progress: Callable[[int, int | None], None] | None = None,
+                prefix_sizes: tuple | list = ()) -> FileCounts:
     """Count one raw log file with the live counters' rules.
 
     Args:
         path: a plain or gzip file, or ``-`` for stdin.
         settings: the counting options (``post_ip`` is left out).
         on_progress: called with (bytes of the file read so far, its size or None).
+        prefix_sizes: content lengths whose prefix digest to keep (earlier rollups of
+            this file, :func:`logpipe.history.identity.growth_candidates`).
 
     Raises:
         RollupError: the file cannot be read.
     """
     from logpipe.daemon.pipeline import Pipeline
+    from logpipe.history.identity import ContentDigest
 
     counted = rollup_settings(settings)
     pipeline = Pipeline(counted)
     result = FileCounts(path, dimensions=counted.dimension_set())
     merged: dict = {}
-    hasher = hashlib.sha256()
-    first_line_done = False
+    digest = ContentDigest(prefix_sizes)
     tail = b""
     fed = 0
     try:
         stream, raw, size = _open(path)
+        stat = None if path == "-" else os.fstat(raw.fileno())
     except OSError as exc:
         raise RollupError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
@@ -328,10 +387,7 @@ def read_counts(path: str, settings: Settings, *,
                 raise RollupError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
             if not data:
                 break
-            if not first_line_done:
-                cut = data.find(b"\n")
-                hasher.update(data if cut < 0 else data[:cut])
-                first_line_done = cut >= 0
+            digest.update(data)
             data = tail + data if tail else data
             cut = data.rfind(b"\n")
             if cut < 0:
@@ -354,7 +410,8 @@ def read_counts(path: str, settings: Settings, *,
         if path != "-":
             stream.close()
             raw.close()
-    result.fingerprint = hasher.hexdigest()
+    result.identity = digest.identity(path if path == "-" else os.path.abspath(path), stat)
+    result.fingerprint = result.identity.fingerprint
     result.lines = pipeline.lines
     result.rejected = sum(pipeline.rejected.values())
     result.counts = merged
@@ -382,11 +439,12 @@ def _merge(into: dict, more: dict) -> None:
 
 def store_counts(engine, found: FileCounts, source_host: str, *,
                  on_progress: Callable[[int, int], None] | None = None) -> RollupResult:
-    """Replace the rows of (source_host, file fingerprint) with *found*'s counts, in one transaction.
+    """Replace the rows of *found*'s file (same source host) with its counts, in one transaction.
 
     Every ``counts`` and ``file_days`` row of an earlier rollup of the same
-    file by the same source host is deleted, whatever its day, and the new
-    rows inserted; other files and other hosts are untouched.
+    file by the same source host (:func:`logpipe.history.identity.claim_file`)
+    is deleted, whatever its day, and the new rows inserted; other files and
+    other hosts are untouched.
 
     Args:
         engine: from :func:`logpipe.history.engine_for` (schema ensured).
@@ -401,6 +459,7 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
     from sqlalchemy.exc import SQLAlchemyError
 
     from logpipe.history import HistoryError, counts, db_value, file_days, files, safe_url
+    from logpipe.history.identity import claim_file
 
     rows: dict[tuple, int] = {}
     for (day, dimension, site, value), n in found.counts.items():
@@ -421,27 +480,14 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
     now = _dt.datetime.now(_dt.timezone.utc)
     try:
         with engine.begin() as connection:
-            dialect = connection.dialect.name
-            keys = {"source_host": source_host, "fingerprint": found.fingerprint}
-            if dialect in ("postgresql", "sqlite"):
-                if dialect == "postgresql":
-                    from sqlalchemy.dialects.postgresql import insert as upsert
-                else:
-                    from sqlalchemy.dialects.sqlite import insert as upsert
-                connection.execute(upsert(files).values(**keys, lines=0, rejected=0)
-                                   .on_conflict_do_nothing(index_elements=["source_host", "fingerprint"]))
-            query = select(files.c.id).where(files.c.source_host == source_host,
-                                             files.c.fingerprint == found.fingerprint)
-            if dialect == "postgresql":
-                query = query.with_for_update()
-            file_id = connection.execute(query).scalar()
-            if file_id is None:  # other databases: plain insert
-                file_id = connection.execute(insert(files).values(**keys, lines=0, rejected=0)
-                                             ).inserted_primary_key[0]
+            ids = claim_file(connection, source_host, found.identity)
+            file_id = ids[0]
             replaced = [d.isoformat() for (d,) in connection.execute(
-                select(file_days.c.day).where(file_days.c.file_id == file_id).order_by(file_days.c.day))]
-            connection.execute(delete(counts).where(counts.c.file_id == file_id))
-            connection.execute(delete(file_days).where(file_days.c.file_id == file_id))
+                select(file_days.c.day).where(file_days.c.file_id.in_(ids)).distinct().order_by(file_days.c.day))]
+            connection.execute(delete(counts).where(counts.c.file_id.in_(ids)))
+            connection.execute(delete(file_days).where(file_days.c.file_id.in_(ids)))
+            if len(ids) > 1:  # one file rolled up under two rows (v1, then grown): keep one
+                connection.execute(delete(files).where(files.c.id.in_(ids[1:])))
             batch: list[dict] = []
             done = 0
             for (day, dimension, site, value), n in rows.items():
@@ -461,8 +507,11 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
                 connection.execute(insert(file_days), [
                     {"file_id": file_id, "day": _dt.date.fromisoformat(d), "page_views": page_views[d],
                      "requests": requests.get(d, 0) if has_status else None} for d in days])
+            identity = found.identity
             connection.execute(update(files).where(files.c.id == file_id).values(
-                path=found.path if found.path == "-" else os.path.abspath(found.path), lines=found.lines, rejected=found.rejected,
+                path=identity.path, fingerprint=identity.fingerprint, size=identity.size,
+                first_line=identity.first_line, device=identity.device, inode=identity.inode,
+                lines=found.lines, rejected=found.rejected,
                 first_day=_dt.date.fromisoformat(days[0]) if days else None,
                 last_day=_dt.date.fromisoformat(days[-1]) if days else None,
                 rolled_up=now, logpipe_version=__version__[:32]))
@@ -473,6 +522,17 @@ def store_counts(engine, found: FileCounts, source_host: str, *,
                            f"(nothing of {found.path} was changed)") from None
     return RollupResult(found.path, source_host, found.fingerprint, int(file_id), found.lines,
                         found.rejected, len(rows), page_views, replaced)
+
+
+def _earlier_sizes(engine, source_host: str, path: str) -> list[int]:
+    """Sizes of earlier rollups of *path* (same path or inode): to recognise it grown."""
+    from logpipe.history.identity import growth_candidates
+
+    try:
+        stat = None if path == "-" else os.stat(path)
+    except OSError:
+        return []  # read_counts reports it
+    return growth_candidates(engine, source_host, path if path == "-" else os.path.abspath(path), stat)
 
 
 def rollup_file(path: str, settings: Settings, *, engine=None, db: str | None = None,
@@ -514,7 +574,8 @@ def rollup_file(path: str, settings: Settings, *, engine=None, db: str | None = 
             progress.update(task, description=f"storing {os.path.basename(path) or path}",
                             completed=done, total=max(total, 1), refresh=done >= total)
     try:
-        found = read_counts(path, settings, on_progress=on_read)
+        found = read_counts(path, settings, on_progress=on_read,
+                            prefix_sizes=_earlier_sizes(engine, source_host, path))
         parsed = found.lines - found.rejected
         if found.lines and not parsed:
             raise RollupError(f"{path}: none of its {found.lines} lines parsed with --format "

@@ -120,7 +120,7 @@ def test_memcached_stopped_gives_none_and_one_warning_not_a_500(site, client, ca
     assert element(page, "top") == ""
     # the database's days still show; today is unknown
     assert element(page, "history") == (
-        f"<li>{site['today']} ? memcached</li><li>{site['yesterday']} 3 database</li>"
+        f"<li>{site['today']} ? unavailable</li><li>{site['yesterday']} 3 database</li>"
         f"<li>{site['before']} 1 database</li>")
     assert site["release"].hits_today is None
     warnings = [r for r in caplog.records if r.name == "logpipe.web" and r.levelno == logging.WARNING]
