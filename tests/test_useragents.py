@@ -101,7 +101,7 @@ def classifier() -> UserAgentClassifier:
 
 @pytest.mark.parametrize("ua, browser, platform, bot", TABLE, ids=[row[0][:40] or "empty" for row in TABLE])
 def test_table(classifier: UserAgentClassifier, ua: str, browser: str, platform: str, bot: str | None) -> None:
-    assert classifier.classify(ua) == Agent(browser, platform, bot)
+    assert classifier.classify(ua)[:3] == (browser, platform, bot)
     assert classifier.is_bot(ua) is (bot is not None)
 
 
