@@ -127,7 +127,7 @@ class Settings:
         "apk,deb,rpm,txt,xml,json,csv"
     )
     page_methods: str = "GET,HEAD"
-    dimensions: str = "url,referrer,referrer_host,keyword,browser,platform,bot,status,notfound,post_ip"
+    dimensions: str = "url,referrer,referrer_host,keyword,browser,platform,bot,bot_category,status,notfound,post_ip"
     post_ip_ttl: int = 7200
     # database (rollup, history)
     db: str = "sqlite:////var/lib/logpipe/logpipe.sqlite3"

@@ -17,7 +17,7 @@ from logpipe.daemon.store import StoreError
 
 __all__ = ["add_arguments", "run"]
 
-DIMENSIONS = ("url", "referrer", "referrer_host", "keyword", "browser", "platform", "bot",
+DIMENSIONS = ("url", "referrer", "referrer_host", "keyword", "browser", "platform", "bot", "bot_category",
               "status", "notfound", "post_ip")
 
 

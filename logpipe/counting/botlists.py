@@ -204,7 +204,8 @@ class BotLists:
         self._names = [r["name"] for r in rows]
         self._index_categories = [_INDEX_CATEGORY.get(r["category"]) for r in rows]
         # Whole words only: "YaK/1.0" is Meltwater's crawler, "Yakima" is not.
-        words = [r"(?:^|[^\w])" + re2.escape(t) + r"(?:$|[^\w])" for t in self._tokens]
+        # and not inside a URL ("…/details/archive.org_bot" names the crawler's help page).
+        words = [r"(?:^|[^\w/.])" + re2.escape(t) + r"(?:$|[^\w])" for t in self._tokens]
         self._index, _ = _compiled_set(words, case_sensitive=False)
 
     def match(self, user_agent: str) -> tuple[ListMatch | None, ListMatch | None]:

@@ -222,7 +222,7 @@ def _names(family: str | None, matched: str) -> bool:
     if not family:
         return False
     product, family = matched.strip(" /;").lower(), family.lower()
-    return product in family or family in product
+    return product in family or (len(family) >= 4 and family in product)
 
 
 def _app_token(ua: str, matched: str) -> bool:
@@ -251,7 +251,9 @@ def _judge_bot(ua: str, family: str | None, spider: bool, matched: str | None,
     if list_hit:
         names.append(_bot_name(ua, family, list_hit.name))
     if matched or spider:
-        names.append(_bot_name(ua, family, matched))
+        # a list's match inside a URL ("…/details/archive.org_bot") names a help page, not the agent
+        url_only = list_hit is not None and re.search(r"(?<![/.])" + re.escape(list_hit.name), ua) is None
+        names.insert(len(names) - 1 if url_only else len(names), _bot_name(ua, family, matched))
     name = next((n for n in names if n), UNNAMED)
     sources = []
     category = None
