@@ -110,7 +110,7 @@ def person_evidence(ua: str, matched: str, platform_known: bool, *, app: bool = 
 
     1. with *whole_words* (crawler-user-agents' patterns name products;
        crawlerdetect's are meant as substrings: ``reader`` in ``8 readers``),
-       part of a longer word (``Sogou`` in ``SogouMSE``, ``Sonic`` in
+       part of a longer word in an agent whose platform ua-parser knows (``Sogou`` in ``SogouMSE``, ``Sonic`` in
        ``ViewSonic``, ``Butterfly`` in ``HTC_Butterfly``); or
     2. inside the platform comment of a ``Mozilla/5.0 (…)`` agent whose
        platform ua-parser knows (*platform_known*), a comment without
@@ -141,7 +141,7 @@ def person_evidence(ua: str, matched: str, platform_known: bool, *, app: bool = 
     while start >= 0:
         end = start + len(needle)
         # joined to the word before it ("ViewSonic", "HTC_Butterfly") or to letters after it ("SogouMSE")
-        inside_word = whole_words and ((_WORD.match(needle[0]) and start > 0 and _WORD.match(hay[start - 1]))
+        inside_word = whole_words and platform_known and ((_WORD.match(needle[0]) and start > 0 and _WORD.match(hay[start - 1]))
                        or (needle[-1].isalnum() and end < len(hay) and hay[end].isalnum()))
         if not inside_word and not (start > 12 and end <= comment_end):
             return False

@@ -242,14 +242,18 @@ def _judge_bot(ua: str, family: str | None, spider: bool, matched: str | None,
     curated product name and a kind checked against the operator's
     documentation), then crawler-user-agents (its pattern's product token and
     its tags), then crawlerdetect and ua-parser's "Spider" device (a name, no
-    kind: ``other``).  The first list with a product name names the bot, the
-    first with a kind gives its category; neither: ``other``.
+    kind: ``other``).  The first list with a kind gives the category and the
+    name (ai-crawler-index's ``tool``/``archive`` rows give neither a kind nor
+    precedence); a list without a product name passes naming on; nothing
+    left: ``other``.
     """
     names = []
     if index_hit:
         names.append(index_hit.name)
     if list_hit:
-        names.append(_bot_name(ua, family, list_hit.name))
+        # the list that gives the kind names the bot ("Feedly … like FeedFetcher-Google" is Feedly)
+        names.insert(0 if index_hit and index_hit.category is None else len(names),
+                     _bot_name(ua, family, list_hit.name))
     if matched or spider:
         # a list's match inside a URL ("…/details/archive.org_bot") names a help page, not the agent
         url_only = list_hit is not None and re.search(r"(?<![/.])" + re.escape(list_hit.name), ua) is None
