@@ -117,7 +117,7 @@ def test_real_log_bot_names_are_readable() -> None:
         "Mozilla/5.0 (compatible; Yahoo! Slurp; http://help.yahoo.com/help/us/ysearch/slurp)": "Yahoo! Slurp",
         "Mozilla/5.0 (compatible; PRTG Network Monitor (www.paessler.com); Windows)": "PRTG Network Monitor",
         "Feedfetcher-Google; (+http://www.google.com/feedfetcher.html; 22 subscribers; feed-id=8321906634162087507)":
-            "FeedFetcher-Google",  # ai-crawler-index's spelling
+            "Feedfetcher-Google",
         "nutch-1.4/Nutch-1.4": "Nutch",
         "binlar_2.6.3 (test@mgmt.mic)": "binlar",
         "Reeder/2.1.1 CFNetwork/672.0.8 Darwin/14.0.0": "Reeder",
