@@ -2,7 +2,7 @@
 
 ``python -m bench.botlists [--misses N]`` prints, per corpus, how many known
 crawler agents are counted as bots (recall) and how many real browser agents
-are wrongly called bots (false positives), each over *distinct* strings.
+are wrongly called bots (false positives), each over *distinct* strings.  ``--timing`` times the classifier per distinct agent instead.
 
 Crawler corpora:
 
@@ -35,7 +35,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["crawler_corpora", "browser_corpora", "measure", "HUMAN_APPS", "MATOMO_CATEGORY"]
+__all__ = ["crawler_corpora", "browser_corpora", "measure", "time_per_agent", "HUMAN_APPS", "MATOMO_CATEGORY"]
 
 #: Agents of people, not crawlers: mail clients opening a link, desktop apps
 #: that embed Chromium (Electron) and browsers that are new or rare.
@@ -180,12 +180,54 @@ def measure(classify=None) -> dict:
     return result
 
 
+def time_per_agent(repeat: int = 7) -> dict:
+    """Seconds to build a classifier and to classify each distinct agent of ``shared/data/real`` (best of *repeat*).
+
+    Returns ``{"agents", "build_s", "per_agent_ms"}``; ``agents`` is 0 when the real logs are absent.
+    """
+    import codecs
+    import re
+    import time
+
+    from bench import REAL_DIR
+
+    quoted = r'"((?:[^"\\]|\\.)*)"'
+    line = re.compile(r'.*?\[[^\]]*\] ' + quoted + r' \S+ \S+ ' + quoted + ' ' + quoted)
+    agents = set()
+    for path in sorted(REAL_DIR.glob("*.log")) if REAL_DIR.is_dir() else []:
+        for text in path.read_text(encoding="latin-1").splitlines():
+            m = line.match(text)
+            if m:
+                agents.add(codecs.escape_decode(m.group(3).encode("latin-1"))[0].decode("utf-8", "replace"))
+    start = time.perf_counter()
+    from logpipe.counting.useragents import UserAgentClassifier
+
+    classifier = UserAgentClassifier(cache_size=1 << 20)
+    build = time.perf_counter() - start
+    best = float("inf")
+    for _ in range(repeat if agents else 0):
+        classifier._cache.clear()
+        start = time.perf_counter()
+        for agent in agents:
+            classifier.classify(agent)
+        best = min(best, time.perf_counter() - start)
+    return {"agents": len(agents), "build_s": build, "per_agent_ms": 1000 * best / len(agents) if agents else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the measurement; ``--misses N`` also lists N misses and false positives per corpus."""
     parser = argparse.ArgumentParser(prog="python -m bench.botlists", description=__doc__.split("\n")[0])
     parser.add_argument("--misses", type=int, default=0, metavar="N",
                         help="also print up to N missed crawlers and false positives per corpus (default 0)")
+    parser.add_argument("--timing", action="store_true",
+                        help="only time the classifier: build seconds and milliseconds per distinct agent of "
+                             "../shared/data/real, best of 7 (default: off)")
     args = parser.parse_args(argv)
+    if args.timing:
+        t = time_per_agent()
+        print(f"{t['agents']} distinct agents; classifier built in {t['build_s']:.3f} s; "
+              f"{t['per_agent_ms']:.3f} ms per distinct agent (best of 7)")
+        return 0
     result = measure()
     for name, r in result["crawlers"].items():
         print(f"crawlers  {name:22} {r['bots']:>6} of {r['agents']:>6} counted as bots  {100 * r['rate']:6.2f} %")
