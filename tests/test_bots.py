@@ -7,15 +7,15 @@ Anthropic's crawler pages, crawler-user-agents' ``instances``, ai-crawler-index'
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import subprocess
+import sys
 from collections import Counter
 
 import pytest
 
-from bench.botlists import HUMAN_APPS, browser_corpora, crawler_corpora, measure
+from bench.botlists import HUMAN_APPS, crawler_corpora, measure
 from logpipe.api import Reader, today
 from logpipe.counting.botlists import CATEGORIES
 from logpipe.counting.useragents import UserAgentClassifier
@@ -273,3 +273,29 @@ def test_report_draws_requests_by_bot_category_and_top_ai_crawlers(logpipe_bin, 
             assert shot.stat().st_size > 50_000 and errors == []
         finally:
             browser.close()
+
+
+def test_bot_category_is_counted_per_virtual_host():
+    from logpipe.config import Settings
+    from logpipe.daemon.pipeline import Pipeline
+
+    pipeline = Pipeline(Settings(format="vhost_combined"))
+    day = "21/Nov/2026:10:00:00 +0000"
+    pipeline.feed("".join(
+        f'{site}:443 198.51.100.1 - - [{day}] "GET / HTTP/1.1" 200 5 "-" "{ua}"\n'
+        for site, ua in (("a.example", GPTBOT), ("a.example", GPTBOT), ("b.example", CHATGPT_USER),
+                         ("b.example", CHROME))).encode())
+    keys, _ = pipeline.to_keys(pipeline.take())
+    wanted = {k: v for k, v in keys.items() if ":bot_category" in k}
+    assert wanted == {"logpipe:2026-11-21:bot_category@a.example:ai-training": 2,
+                      "logpipe:2026-11-21:bot_category@b.example:ai-user": 1}
+
+
+def test_the_lists_are_read_without_importing_their_packages():
+    # both packages load (and ai-crawler-index compiles) their whole list on import: MBs the worker saves
+    code = ("import sys; from logpipe.counting.botlists import BotLists; b = BotLists(); "
+            "print(len(b), 'crawleruseragents' in sys.modules, 'ai_crawler_index' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    size, cua, aci = out.stdout.split()
+    assert int(size) > 1500 and (cua, aci) == ("False", "False")
