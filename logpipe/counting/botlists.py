@@ -37,7 +37,8 @@ from typing import NamedTuple
 
 import re2
 
-__all__ = ["BotLists", "ListMatch", "CATEGORIES", "AI_CATEGORIES", "category_of_tags", "person_evidence"]
+__all__ = ["BotLists", "ListMatch", "CATEGORIES", "AI_CATEGORIES", "BROWSER_LIKE_TAGS", "category_of_tags",
+           "person_evidence"]
 
 #: Every ``bot_category`` value, in the order reports show them.
 CATEGORIES = ("search", "ai-training", "ai-search", "ai-user", "seo", "monitoring", "feed", "social",
@@ -89,7 +90,7 @@ def category_of_tags(tags: list[str], name: str = "") -> str:
 
 #: Tags of entries that are bots whatever the agent looks like: AI agents and
 #: automated browsers send a real browser's agent with one product token added.
-_BROWSER_LIKE_TAGS = frozenset(("ai-crawler", "browser-automation"))
+BROWSER_LIKE_TAGS = frozenset(("ai-crawler", "browser-automation"))
 _WORD = re.compile(r"[\w]")
 _ENGINE = re.compile(r"^Mozilla/\d\.0 \(.*(?:AppleWebKit/|Gecko/|Trident/)")
 #: What a crawler adds and a browser never does: a URL, an address, a

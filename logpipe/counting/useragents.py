@@ -1,6 +1,6 @@
 """Browser, platform and bot of a User-Agent header, behind one bounded cache.
 
-Rules come from two maintained libraries, not from a table of our own:
+Rules come from maintained libraries and lists, not from a table of our own:
 
 * **ua-parser 1.x** (uap-core's regexes) with the **ua-parser-rs** Rust
   resolver gives the browser family (user-agent domain), the platform (OS
@@ -12,8 +12,14 @@ Rules come from two maintained libraries, not from a table of our own:
   that ua-parser does not call spiders: curl, python-requests, Go-http-client,
   Wget, zgrab, feed fetchers, uptime monitors...
 
-A line is a bot when either says so (``libraries.md`` §3, "Recommended
-combination").  Both are slow on a miss, so every distinct string is
+* **crawler-user-agents** and **ai-crawler-index**
+  (:mod:`logpipe.counting.botlists`) add the crawlers both miss (AI agents,
+  monitoring, SEO audits, scanners) and each bot's kind, ``Agent.category``.
+
+A line is a bot when one of them says so (``libraries.md`` §3, "Recommended
+combination"), unless the match is a phone model or a desktop app's token
+(:func:`~logpipe.counting.botlists.person_evidence`; the README's "Bots"
+has the precedence and the measured rates).  All are slow on a miss, so every distinct string is
 classified once and kept in a dict; the worker sees a single dict lookup per
 line.  crawlerdetect's one regex of 1,462 alternatives costs 0.42 ms per
 agent with Python's ``re``; **google-re2** (RE2's automaton) runs a superset
@@ -43,9 +49,9 @@ from crawlerdetect.providers.crawlers import data as _crawler_patterns
 from ua_parser import Domain, load_lazy_builtins
 from ua_parser.regex import Resolver as RustResolver  # needs ua-parser-rs
 
-from logpipe.counting.botlists import _BROWSER_LIKE_TAGS, BotLists, ListMatch, person_evidence
+from logpipe.counting.botlists import BROWSER_LIKE_TAGS, BotLists, ListMatch, person_evidence
 
-__all__ = ["Agent", "UserAgentClassifier", "OTHER", "is_bot"]
+__all__ = ["Agent", "UserAgentClassifier", "OTHER", "UNNAMED", "is_bot"]
 
 #: Family used when ua-parser has no match (ua-parser's own default name).
 OTHER = "Other"
@@ -291,7 +297,8 @@ class UserAgentClassifier:
 
     Raises:
         ValueError: *cache_size* is less than 1.
-        ImportError: ua-parser-rs (the Rust resolver) is not installed.
+        ImportError: ua-parser-rs (the Rust resolver), crawler-user-agents or
+            ai-crawler-index is not installed.
 
     Not safe to share between threads without a lock; each worker thread or
     process should own one instance (a miss is serialised by an internal lock,
@@ -329,9 +336,10 @@ class UserAgentClassifier:
                 when the header was missing.  Used verbatim as the cache key.
 
         Returns:
-            ``Agent(browser, platform, bot)``; ``bot`` is ``None`` unless
-            ua-parser's device family is ``"Spider"`` or crawlerdetect says
-            crawler.  A repeated string costs one dict lookup.  Only the
+            ``Agent(browser, platform, bot, category, source)``; ``bot`` is
+            ``None`` unless ua-parser's device family is ``"Spider"`` or
+            crawlerdetect, crawler-user-agents or ai-crawler-index says
+            crawler (README, "Bots").  A repeated string costs one dict lookup.  Only the
             first :data:`MAX_AGENT_CHARS` characters are looked at.
         """
         try:
@@ -371,7 +379,7 @@ class UserAgentClassifier:
         # Where the lists disagree (README, "Bots"): see botlists.person_evidence.
         known = platform != OTHER
         app = family is not None and (family == "Electron" or family.endswith(" Desktop Client"))
-        if list_hit and not _BROWSER_LIKE_TAGS.intersection(list_hit.tags) and person_evidence(
+        if list_hit and not BROWSER_LIKE_TAGS.intersection(list_hit.tags) and person_evidence(
                 ua, list_hit.name, known, app=app or _names(family, list_hit.name)):
             list_hit = None
         if matched and not spider and person_evidence(
