@@ -19,9 +19,9 @@ Rules come from maintained libraries and lists, not from a table of our own:
 A line is a bot when one of them says so (``libraries.md`` §3, "Recommended
 combination"), unless the match is a phone model or a desktop app's token
 (:func:`~logpipe.counting.botlists.person_evidence`; the README's "Bots"
-has the precedence and the measured rates).  All are slow on a miss, so every distinct string is
-classified once and kept in a dict; the worker sees a single dict lookup per
-line.  crawlerdetect's one regex of 1,462 alternatives costs 0.42 ms per
+has the precedence and the measured rates).  All are slow on a miss, so
+every distinct string is classified once and kept in a dict; the worker sees
+a single dict lookup per line.  crawlerdetect's one regex of 1,462 alternatives costs 0.42 ms per
 agent with Python's ``re``; **google-re2** (RE2's automaton) runs a superset
 of it in 0.009 ms, so crawlerdetect itself only runs when RE2 finds a
 candidate (about one agent in ten on ``shared/data/real``; the superset drops
@@ -240,9 +240,13 @@ def _app_token(ua: str, matched: str) -> bool:
 UNNAMED = "other"
 
 
-def _judge_bot(ua: str, family: str | None, spider: bool, matched: str | None,
+def _judge_bot(ua: str, family: str | None, spider: bool, crawler: bool, matched: str | None,
                index_hit: ListMatch | None, list_hit: ListMatch | None) -> tuple[str, str, str]:
     """``(name, category, source)`` of an agent some list calls a crawler.
+
+    *spider*: ua-parser's device is "Spider"; *crawler*: crawlerdetect says
+    crawler, having matched the text *matched*; *index_hit*, *list_hit*: what
+    :meth:`BotLists.match <logpipe.counting.botlists.BotLists.match>` found.
 
     Precedence, most specific first (README, "Bots"): ai-crawler-index (a
     curated product name and a kind checked against the operator's
@@ -260,7 +264,7 @@ def _judge_bot(ua: str, family: str | None, spider: bool, matched: str | None,
         # the list that gives the kind names the bot ("Feedly … like FeedFetcher-Google" is Feedly)
         names.insert(0 if index_hit and index_hit.category is None else len(names),
                      _bot_name(ua, family, list_hit.name))
-    if matched or spider:
+    if crawler or spider:
         # a list's match inside a URL ("…/details/archive.org_bot") names a help page, not the agent
         url_only = list_hit is not None and re.search(r"(?<![/.])" + re.escape(list_hit.name), ua) is None
         names.insert(len(names) - 1 if url_only else len(names), _bot_name(ua, family, matched))
@@ -274,7 +278,7 @@ def _judge_bot(ua: str, family: str | None, spider: bool, matched: str | None,
                 sources.insert(0, hit.source)
             else:
                 sources.append(hit.source)
-    if matched:
+    if crawler:
         sources.append("crawlerdetect")
     if spider:
         sources.append("ua-parser")
@@ -339,8 +343,9 @@ class UserAgentClassifier:
             ``Agent(browser, platform, bot, category, source)``; ``bot`` is
             ``None`` unless ua-parser's device family is ``"Spider"`` or
             crawlerdetect, crawler-user-agents or ai-crawler-index says
-            crawler (README, "Bots").  A repeated string costs one dict lookup.  Only the
-            first :data:`MAX_AGENT_CHARS` characters are looked at.
+            crawler (README, "Bots").  A repeated string costs one dict
+            lookup.  Only the first :data:`MAX_AGENT_CHARS` characters are
+            looked at.
         """
         try:
             return self._cache[user_agent]
@@ -385,10 +390,11 @@ class UserAgentClassifier:
         if matched and not spider and person_evidence(
                 ua, matched, known, whole_words=False,
                 app=app or _names(family, matched) or (list_hit is None and _app_token(ua, matched))):
-            matched = None
-        if not (spider or matched or index_hit or list_hit):
+            crawler, matched = False, None
+        if not (spider or crawler or index_hit or list_hit):
             return Agent(family or OTHER, platform, None)
-        return Agent(family or OTHER, platform, *_judge_bot(ua, family, spider, matched, index_hit, list_hit))
+        return Agent(family or OTHER, platform,
+                     *_judge_bot(ua, family, spider, crawler, matched, index_hit, list_hit))
 
 
     def _first_device_is_spider(self, ua: str) -> bool:
