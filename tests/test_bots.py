@@ -299,3 +299,27 @@ def test_the_lists_are_read_without_importing_their_packages():
     assert out.returncode == 0, out.stderr
     size, cua, aci = out.stdout.split()
     assert int(size) > 1500 and (cua, aci) == ("False", "False")
+
+
+@pytest.mark.parametrize("ua, bot", [
+    # phone models in the platform comment: people
+    ("Mozilla/5.0 (Linux; Android 6.0; VR BOT 552) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/72.0.3626.121 Mobile Safari/537.36", None),
+    ("Mozilla/5.0 (Linux; Android 15; RMX3944 Build/AP3A.240617.008; wv) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Version/4.0 Chrome/141.0.7390.98 Mobile Safari/537.36", None),
+    # a pattern inside a longer word of a browser agent: Sogou's mobile browser, a ViewSonic tablet
+    ("Mozilla/5.0 (Linux; Android 10; TLA001 Build/QP1A.190711.020; wv) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Version/4.0 Chrome/80.0.3987.132 Safari/537.36 SogouMSE,SogouMobileBrowser/5.28.12", None),
+    ("Mozilla/5.0 (Linux; U; Android 4.3; en-US; ViewSonic A8+ Build/JLS36C) AppleWebKit/534.30 "
+     "(KHTML, like Gecko) Version/4.0 UCBrowser/11.0.5.892 U3/0.8.0 Mobile Safari/534.30", None),
+    # the same words where they name a crawler stay bots
+    ("Sogou web spider/4.0(+http://www.sogou.com/docs/help/webmasters.htm#07)", "Sogou web spider"),
+    ("QualysGuard", "QualysGuard"),
+    ("Mozilla/5.0 (iPhone; Y!J-BRY/YATSH crawler; http://help.yahoo.co.jp/help/jp/search/indexing/indexing-15.html)",
+     "Y!J-BRY"),
+    # an AI agent in a real browser's agent: the list's ai-crawler / browser-automation tag wins
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Code/1.115.0 "
+     "Chrome/142.0.7444.265 Electron/39.8.5 Safari/537.36", "Code"),
+])
+def test_where_the_lists_disagree(classifier, ua, bot):
+    assert classifier.classify(ua).bot == bot, classifier.classify(ua)
