@@ -93,12 +93,12 @@ def category_of_tags(tags: list[str], name: str = "") -> str:
 BROWSER_LIKE_TAGS = frozenset(("ai-crawler", "browser-automation"))
 _WORD = re.compile(r"[\w]")
 _ENGINE = re.compile(r"^Mozilla/\d\.0 \(.*(?:AppleWebKit/|Gecko/|Trident/)")
+_ADDRESS_PATTERN = r"https?://|www\.|\+|@"
+_ADDRESS = re.compile(_ADDRESS_PATTERN, re.IGNORECASE)
 #: What a crawler adds and a browser never does: a URL, an address, a
 #: "compatible; Name" other than old Internet Explorer's, or a crawler word.
-_BOT_MARKER = re.compile(r"https?://|www\.|\+|@|\bcompatible; (?!MSIE)|bot\b|crawl|spider|headless|scan",
+_BOT_MARKER = re.compile(_ADDRESS_PATTERN + r"|\bcompatible; (?!MSIE)|bot\b|crawl|spider|headless|scan",
                          re.IGNORECASE)
-
-_ADDRESS = re.compile(r"https?://|www\.|\+|@", re.IGNORECASE)
 
 
 def person_evidence(ua: str, matched: str, platform_known: bool, *, app: bool = False,
@@ -112,8 +112,9 @@ def person_evidence(ua: str, matched: str, platform_known: bool, *, app: bool = 
 
     1. with *whole_words* (crawler-user-agents' patterns name products;
        crawlerdetect's are meant as substrings: ``reader`` in ``8 readers``),
-       part of a longer word in an agent whose platform ua-parser knows (``Sogou`` in ``SogouMSE``, ``Sonic`` in
-       ``ViewSonic``, ``Butterfly`` in ``HTC_Butterfly``); or
+       part of a longer word in an agent whose platform ua-parser knows
+       (``Sogou`` in ``SogouMSE``, ``Sonic`` in ``ViewSonic``, ``Butterfly``
+       in ``HTC_Butterfly``); or
     2. inside the platform comment of a ``Mozilla/5.0 (…)`` agent whose
        platform ua-parser knows (*platform_known*), a comment without
        ``compatible`` and without a URL or address (``Build/AP3A.240617.008``,
@@ -129,6 +130,13 @@ def person_evidence(ua: str, matched: str, platform_known: bool, *, app: bool = 
     ai-crawler-index matches and crawler-user-agents entries tagged
     ``ai-crawler`` or ``browser-automation`` are never second-guessed (the
     caller does not ask).
+
+    Args:
+        ua: the User-Agent (unescaped, at most ``MAX_AGENT_CHARS`` characters).
+        matched: the text the pattern matched in *ua*.
+        platform_known: ua-parser found the operating system.
+        app: allow the full-browser-agent rule (see above).
+        whole_words: apply rule 1.
     """
     if app and platform_known and _ENGINE.match(ua) is not None and _BOT_MARKER.search(ua) is None:
         return True
