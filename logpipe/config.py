@@ -305,7 +305,7 @@ def _s(name, type, default, help, group, commands, unit="", metavar="", **more) 
 _STATIC_EXT = ("css,js,mjs,map,png,jpg,jpeg,gif,webp,avif,svg,ico,bmp,tif,tiff,woff,woff2,ttf,otf,eot,"
                "mp3,mp4,webm,ogg,wav,avi,mov,flv,swf,pdf,zip,gz,tgz,bz2,xz,7z,rar,tar,exe,dmg,iso,"
                "apk,deb,rpm,txt,xml,json,csv")
-_DIMENSIONS = "url,referrer,referrer_host,keyword,browser,platform,bot,status,notfound,post_ip"
+_DIMENSIONS = "url,referrer,referrer_host,keyword,browser,platform,bot,bot_category,status,notfound,post_ip"
 
 #: Every setting, once.  Order: groups as in :data:`GROUPS`, then by importance.
 SETTINGS: tuple[Setting, ...] = (

@@ -155,7 +155,7 @@ def test_explain_says_why(logpipe_bin):
     assert out.returncode == 0
     assert "page view: url /blog" in text
     assert "not a page view: static" in text
-    assert "not a page view: bot (Googlebot)" in text
+    assert "not a page view: bot Googlebot (search; lists: ai-crawler-index," in text
     assert "rejected: format" in text
 
 

@@ -33,8 +33,8 @@ REAL = [
     ("dmjacas-logs-other_vhosts_access.log", "vhost_combined"),
     ("zaki1003-bot-detection-prototype-access_10000.log", ZAKI_FORMAT),
 ]
-DIMENSIONS = ("url", "referrer", "referrer_host", "keyword", "browser", "platform", "bot", "status",
-              "notfound")
+DIMENSIONS = ("url", "referrer", "referrer_host", "keyword", "browser", "platform", "bot", "bot_category",
+              "status", "notfound")
 
 
 def rollup(logpipe_bin, db, *args, check=True, **kwargs):

@@ -101,7 +101,7 @@ def classifier() -> UserAgentClassifier:
 
 @pytest.mark.parametrize("ua, browser, platform, bot", TABLE, ids=[row[0][:40] or "empty" for row in TABLE])
 def test_table(classifier: UserAgentClassifier, ua: str, browser: str, platform: str, bot: str | None) -> None:
-    assert classifier.classify(ua) == Agent(browser, platform, bot)
+    assert classifier.classify(ua)[:3] == (browser, platform, bot)
     assert classifier.is_bot(ua) is (bot is not None)
 
 
@@ -146,7 +146,7 @@ def test_cache_is_bounded() -> None:
     for i in range(10):
         c.classify(f"curl/7.{i}")
     assert len(c._cache) <= 3
-    assert c.classify("curl/7.9") == Agent("curl", "Other", "curl")
+    assert c.classify("curl/7.9") == Agent("curl", "Other", "curl", "library", "crawler-user-agents,crawlerdetect")
 
 
 def test_cache_size_must_be_positive() -> None:
@@ -237,14 +237,18 @@ def test_real_logs_match_the_libraries_called_directly(path: Path) -> None:
         result = ua_parser.parse(ua).with_defaults()
         spider = result.device.family == "Spider"
         direct[ua] = (result.user_agent.family, result.os.family, spider or crawler_detect.is_crawler(ua))
-    want_bots = sum(1 for ua in agents if direct[ua][2])
     want_browsers = Counter(direct[ua][0] for ua in agents)
     want_platforms = Counter(direct[ua][1] for ua in agents)
 
     classifier = UserAgentClassifier()
     got = [classifier.classify(ua) for ua in agents]
-    got_bots = sum(1 for a in got if a.bot is not None)
-    assert got_bots == want_bots, f"bot share {got_bots / len(agents):.3f} vs {want_bots / len(agents):.3f}"
+    # Every agent crawlerdetect or ua-parser calls a crawler still is one; the
+    # ones added come from the two other lists.
+    lost = {ua for ua in agents if direct[ua][2]} - {ua for ua, a in zip(agents, got) if a.bot is not None}
+    assert lost == set()
+    for ua, agent in zip(agents, got):
+        if agent.bot is not None and not direct[ua][2]:
+            assert {"ai-crawler-index", "crawler-user-agents"} & set(agent.source.split(",")), ua
     assert Counter(a.browser for a in got) == want_browsers
     assert Counter(a.platform for a in got) == want_platforms
     for ua, agent in zip(agents, got):

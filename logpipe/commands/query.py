@@ -32,7 +32,7 @@ from logpipe.errors import HistoryError
 
 __all__ = ["add_arguments", "run", "EXIT_INCOMPLETE", "EPILOG"]
 
-DIMENSIONS = ("url", "referrer", "referrer_host", "keyword", "browser", "platform", "bot",
+DIMENSIONS = ("url", "referrer", "referrer_host", "keyword", "browser", "platform", "bot", "bot_category",
               "status", "notfound", "post_ip")
 #: Exit status when the output is printed but memcached could not give a live day (issue 13.3).
 EXIT_INCOMPLETE = 3

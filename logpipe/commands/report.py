@@ -9,7 +9,8 @@ page as escaped text or JSON, never as markup.
 
 Charts, for the N days ending with ``--date`` (default: the latest rolled-up
 day): daily page views (in all, and for the top URLs), daily requests split
-into humans and bots (the bot share), top referrer hosts, search keywords,
+into humans and bots (the bot share) and into humans and each bot category,
+the top AI crawlers of each kind (training, AI search, fetches for one user), top referrer hosts, search keywords,
 browsers, platforms, bots and status codes; tables list the top values of each,
 plus the full referrers and the most requested missing pages.  A day that no
 rollup covered is a gap, not a zero.
@@ -46,6 +47,7 @@ PANELS = [
     ("browser", "Browsers", "doughnut"),
     ("platform", "Platforms", "doughnut"),
     ("bot", "Bots", "bar"),
+    ("bot_category", "Bot categories", "doughnut"),
     ("status", "Status codes", "bar"),
     ("referrer", "Referrers (full URL)", None),
     ("notfound", "Not found (404)", None),
@@ -179,6 +181,10 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
         return [values.get(d, 0) if c else None for d, c in zip(names, covered)]
 
     page_views, requests, bots = (per_day(daily[d]) for d in ("url", "status", "bot"))
+    bot_kinds = _bot_kinds(history, first, last, site, top)
+    for category, per in live.series("bot_category", list(bot_kinds["categories"])).items():
+        if any(per.values()):
+            bot_kinds["series"].setdefault(category, {}).update(per)
     total_views = sum(v for v in page_views if v)
     total_requests = sum(v for v in requests if v)
     total_bots = sum(v for v in bots if v)
@@ -194,7 +200,9 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
         "live": [d in live.days for d in names],
         "unavailable_days": live.unavailable,
         "shown": shown_as,
-        "daily": {"page_views": page_views, "requests": requests, "bots": bots},
+        "daily": {"page_views": page_views, "requests": requests, "bots": bots,
+                  "bot_categories": {c: per_day(v) for c, v in bot_kinds["series"].items()}},
+        "ai_crawlers": bot_kinds["ai"],
         "summary": {
             "page_views": total_views,
             "requests": total_requests,
@@ -287,6 +295,32 @@ def _shown_map(dimension: str, values) -> dict[str, str]:
     from logpipe.commands.display import shown
 
     return {v: shown(v, dimension) for v in values if shown(v, dimension) != v}
+def _bot_kinds(history, first, last, site: str | None, top: int) -> dict:
+    """Requests per day of each bot category, and the top AI crawlers of each AI kind.
+
+    Returns ``{"series": {category: {day: n}}, "ai": {kind: [[bot, n], ...]}, "categories": (...)}``,
+    categories in :data:`~logpipe.counting.botlists.CATEGORIES` order (only
+    those counted), kinds ``ai-training``, ``ai-search``, ``ai-user``.  The
+    rollup stores ``bot`` and ``bot_category`` apart, so a bot name's kind is
+    found again by classifying the name itself (every name logpipe writes is a
+    product token its lists know, e.g. ``GPTBot`` → ``ai-training``).
+    """
+    from logpipe.counting.botlists import AI_CATEGORIES, CATEGORIES
+
+    counted = history.totals("bot_category", first, last, site)  # {day: n}; only tells whether any
+    series = history.series("bot_category", CATEGORIES, first, last, site) if counted else {}
+    series = {c: days for c, days in series.items() if days}
+    ai: dict[str, list] = {kind: [] for kind in AI_CATEGORIES}
+    bots = history.top("bot", first, last, None, site)
+    if bots:
+        from logpipe.counting.useragents import UserAgentClassifier
+
+        classify = UserAgentClassifier().classify
+        for name, n in bots:
+            kind = classify(name).category
+            if kind in ai and len(ai[kind]) < top:
+                ai[kind].append([name, n])
+    return {"series": series, "ai": ai, "categories": CATEGORIES}
 
 
 def chart_js() -> str:
@@ -355,6 +389,11 @@ def render_html(data: dict) -> str:
             f'<section class="card" id="panel-{dimension}"><h2>{esc(panel["title"])}</h2>{chart}'
             f'{_table("table-" + dimension, dimension, panel["top"], panel["total"], dimension)}</section>')
     url_table = _table("table-url", "URL", data["urls"]["top"], summary["page_views"])
+    ai_titles = {"ai-training": "training crawlers", "ai-search": "AI search indexers",
+                 "ai-user": "fetches for one user (assistants, agents)"}
+    ai_tables = "".join(f"<h3>{esc(kind)}: {ai_titles.get(kind, '')}</h3>"
+                        + _table("table-" + kind, "bot", rows, summary["bot_requests"])
+                        for kind, rows in data["ai_crawlers"].items())
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -370,6 +409,7 @@ body {{ margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-
 header {{ padding:20px 28px 8px; }}
 h1 {{ margin:0 0 4px; font-size:22px; }}
 h2 {{ margin:0 0 10px; font-size:15px; }}
+h3 {{ margin:12px 0 4px; font-size:13px; color:var(--muted); }}
 .meta {{ color:var(--muted); }}
 .tiles {{ display:flex; flex-wrap:wrap; gap:12px; padding:8px 28px; }}
 .tile {{ background:var(--card); border:1px solid var(--line); border-radius:8px; padding:10px 16px; min-width:150px; }}
@@ -410,6 +450,9 @@ footer {{ color:var(--muted); padding:0 28px 24px; font-size:12px; }}
 </section>
 <section class="card" id="panel-bot-share"><h2>Requests per day: humans and bots</h2>
 <div class="chart"><canvas id="chart-bot-share" role="img" aria-label="bot share"></canvas></div></section>
+<section class="card" id="panel-bot-category-daily"><h2>Requests per day: humans and each kind of bot</h2>
+<div class="chart"><canvas id="chart-bot-category" role="img" aria-label="requests per day by humans and bot category"></canvas></div></section>
+<section class="card" id="panel-ai-crawlers"><h2>Top AI crawlers</h2>{ai_tables}</section>
 <section class="card wide" id="panel-url-daily"><h2>Page views per day of the top URLs</h2>
 <div class="chart"><canvas id="chart-urls" role="img" aria-label="page views per day of the top URLs"></canvas></div></section>
 <section class="card" id="panel-url"><h2>Top URLs (page views)</h2>{url_table}</section>
@@ -464,6 +507,16 @@ _SCRIPT = r"""
   draw("chart-bot-share", {type: "bar", data: {labels: data.days, datasets: [
       {label: "humans", data: humans, backgroundColor: "#3aa57a", stack: "r"},
       {label: "bots", data: data.daily.bots, backgroundColor: "#d2455b", stack: "r"}]},
+    options: {scales: {x: {stacked: true}, y: {stacked: true, beginAtZero: true}},
+              plugins: {legend: {position: "bottom"}}}});
+  var kinds = Object.keys(data.daily.bot_categories);
+  var kindColors = {"search": "#2f6fdf", "ai-training": "#d2455b", "ai-search": "#e8833a", "ai-user": "#c9a227",
+                    "seo": "#8a62d0", "monitoring": "#2aa6b8", "feed": "#7fb03a", "social": "#d46fb0",
+                    "scanner": "#a35d3c", "library": "#6b7a8f", "automation": "#4b4fa8", "other": "#9aa3b0"};
+  draw("chart-bot-category", {type: "bar", data: {labels: data.days, datasets: [
+      {label: "humans", data: humans, backgroundColor: "#3aa57a", stack: "r"}].concat(kinds.map(function (kind) {
+        return {label: kind, data: data.daily.bot_categories[kind], backgroundColor: kindColors[kind] || "#9aa3b0",
+                stack: "r"}; }))},
     options: {scales: {x: {stacked: true}, y: {stacked: true, beginAtZero: true}},
               plugins: {legend: {position: "bottom"}}}});
   Object.keys(data.panels).forEach(function (dimension) {

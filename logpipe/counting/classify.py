@@ -17,7 +17,8 @@ Page-view rules (each an option; the README's "What is counted" lists them):
   (``--keep-query-param`` keeps listed parameters) and ``/path/`` counts as
   ``/path`` (``--keep-trailing-slash``).  ``--count-all`` counts every request.
 * ``referrer``/``referrer_host``/``keyword``/``browser``/``platform`` are
-  counted for page views; ``bot`` for every bot request; ``status`` for every
+  counted for page views; ``bot`` (the crawler's name) and ``bot_category``
+  (its kind) for every bot request; ``status`` for every
   request; ``notfound`` for every 404; ``post_ip`` for every POST, per hour.
 """
 
@@ -82,7 +83,7 @@ class Classifier:
         self._rest_of = _getter(rest)
         self._ua_of = operator.itemgetter(self._iua) if self._iua is not None else None
         dims = self.dimensions
-        for name in ("status", "notfound", "bot", "url", "browser", "platform", "referrer",
+        for name in ("status", "notfound", "bot", "bot_category", "url", "browser", "platform", "referrer",
                      "referrer_host", "keyword"):
             setattr(self, "_count_" + name, name in dims)
         self._sites: dict[bytes, str] = {}
@@ -109,7 +110,7 @@ class Classifier:
         self._ips: dict[bytes, bool] = {}
         self._agents = None
         self._referrers = None
-        wants_agent = self.dimensions & {"browser", "platform", "bot"} or not self._count_all
+        wants_agent = self.dimensions & {"browser", "platform", "bot", "bot_category"} or not self._count_all
         if wants_agent and self._iua is not None:
             from logpipe.counting.useragents import UserAgentClassifier
 
@@ -173,6 +174,7 @@ class Classifier:
         iref = self._ireferer
         referrers = self._referrers is not None
         count_bot, count_all, count_url = self._count_bot, self._count_all, self._count_url
+        count_bot_category = self._count_bot_category
         count_browser, count_platform = self._count_browser, self._count_platform
         count_ref, count_host, count_keyword = self._count_referrer, self._count_referrer_host, self._count_keyword
         for (fields, agent), n in counted:
@@ -206,10 +208,13 @@ class Classifier:
                     if count_bot:
                         key = (day, "bot", site, agent.bot)
                         out[key] = get(key, 0) + n
+                    if count_bot_category:
+                        key = (day, "bot_category", site, agent.category)
+                        out[key] = get(key, 0) + n
                     if not count_all:
                         stats["bot"] += n
                         if explain:
-                            explain(f"not a page view: bot ({agent.bot})")
+                            explain(f"not a page view: bot {agent.bot} ({agent.category}; lists: {agent.source})")
                         continue
             if count_all:
                 stats["page view"] += n

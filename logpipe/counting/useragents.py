@@ -1,6 +1,6 @@
 """Browser, platform and bot of a User-Agent header, behind one bounded cache.
 
-Rules come from two maintained libraries, not from a table of our own:
+Rules come from maintained libraries and lists, not from a table of our own:
 
 * **ua-parser 1.x** (uap-core's regexes) with the **ua-parser-rs** Rust
   resolver gives the browser family (user-agent domain), the platform (OS
@@ -12,10 +12,16 @@ Rules come from two maintained libraries, not from a table of our own:
   that ua-parser does not call spiders: curl, python-requests, Go-http-client,
   Wget, zgrab, feed fetchers, uptime monitors...
 
-A line is a bot when either says so (``libraries.md`` §3, "Recommended
-combination").  Both are slow on a miss, so every distinct string is
-classified once and kept in a dict; the worker sees a single dict lookup per
-line.  crawlerdetect's one regex of 1,462 alternatives costs 0.42 ms per
+* **crawler-user-agents** and **ai-crawler-index**
+  (:mod:`logpipe.counting.botlists`) add the crawlers both miss (AI agents,
+  monitoring, SEO audits, scanners) and each bot's kind, ``Agent.category``.
+
+A line is a bot when one of them says so (``libraries.md`` §3, "Recommended
+combination"), unless the match is a phone model or a desktop app's token
+(:func:`~logpipe.counting.botlists.person_evidence`; the README's "Bots"
+has the precedence and the measured rates).  All are slow on a miss, so
+every distinct string is classified once and kept in a dict; the worker sees
+a single dict lookup per line.  crawlerdetect's one regex of 1,462 alternatives costs 0.42 ms per
 agent with Python's ``re``; **google-re2** (RE2's automaton) runs a superset
 of it in 0.009 ms, so crawlerdetect itself only runs when RE2 finds a
 candidate (about one agent in ten on ``shared/data/real``; the superset drops
@@ -43,7 +49,9 @@ from crawlerdetect.providers.crawlers import data as _crawler_patterns
 from ua_parser import Domain, load_lazy_builtins
 from ua_parser.regex import Resolver as RustResolver  # needs ua-parser-rs
 
-__all__ = ["Agent", "UserAgentClassifier", "OTHER", "is_bot"]
+from logpipe.counting.botlists import BROWSER_LIKE_TAGS, BotLists, ListMatch, person_evidence
+
+__all__ = ["Agent", "UserAgentClassifier", "OTHER", "UNNAMED", "is_bot"]
 
 #: Family used when ua-parser has no match (ua-parser's own default name).
 OTHER = "Other"
@@ -65,12 +73,19 @@ class Agent(NamedTuple):
             "Googlebot", "curl", ...), ``"Other"`` when unknown.
         platform: ua-parser's OS family ("Windows", "Android", "iOS", "Mac OS X",
             "Linux", ...), ``"Other"`` when unknown.
-        bot: ``None`` for a (presumed) human browser, else the crawler's name.
+        bot: ``None`` for a (presumed) human browser, else the crawler's
+            product name (``"other"`` when it has none).
+        category: the bot's kind, one of :data:`~logpipe.counting.botlists.CATEGORIES`
+            (``None`` for a human).
+        source: the lists that called it a bot, comma-separated, the one that
+            gave the category first (``None`` for a human); for ``--explain``.
     """
 
     browser: str
     platform: str
     bot: str | None
+    category: str | None = None
+    source: str | None = None
 
 
 _EMPTY_AGENT = Agent(OTHER, OTHER, None)
@@ -113,8 +128,21 @@ _LEADING_PRODUCT = re.compile(r"[A-Za-z][\w.\-]*(?: [A-Za-z][\w.\-]*)*")
 _PLAIN_WORDS = re.compile(r"[A-Za-z][\w.\-]*(?: [\w.\-]+)*")
 
 
+_SEPARATORS = re.compile(r"[;()\[\],]|\s-\s")
+_LEADING_NUMBERS = re.compile(r"^(?:v?\d[\d.]*\s+)+")
+
+
 def _clean(name: str) -> str:
-    name = " ".join(name.split())
+    words = name.split()
+    # "Nutch Nutch", "Screaming Frog SEO Spider Screaming Frog SEO Spider": one product, once.
+    half = len(words) // 2
+    if words and len(words) % 2 == 0 and [w.lower() for w in words[:half]] == [w.lower() for w in words[half:]]:
+        words = words[:half]
+    name = " ".join(words)
+    # One product out of a match that ran over punctuation: "Owler (ows.eu" → "Owler",
+    # "robot;Owler" → "Owler", "537.36 PTST" → "PTST".
+    parts = [_LEADING_NUMBERS.sub("", p.strip()) for p in _SEPARATORS.split(name)]
+    name = next((p for p in parts if p and not _is_generic(p)), parts[0])
     name = _VERSION_TAIL.sub("", name).strip(" .-_:;,+()")
     return name[:MAX_BOT_NAME].rstrip(" .-_:;,+(")
 
@@ -140,9 +168,9 @@ def _bot_name(ua: str, family: str | None, matched: str | None) -> str:
     """A stable, readable crawler name; never the whole UA string.
 
     ``family`` is ua-parser's user-agent family (``None`` when unknown),
-    ``matched`` the text crawlerdetect's pattern matched (``None`` if none).
+    ``matched`` the text a list's pattern matched (``None`` if none).
 
-    1. ua-parser's family and crawlerdetect's token (grown to the product token
+    1. ua-parser's family and the list's token (grown to the product token
        around it, version removed) are compared case-insensitively.  When one
        contains the other the longer wins ("Yahoo! Slurp" over "Slurp",
        "special_archiver" over "archiver"); when they are unrelated the token
@@ -152,7 +180,7 @@ def _bot_name(ua: str, family: str | None, matched: str | None) -> str:
     2. A name that is only a generic word ("crawler", "readers", "monitoring")
        is replaced by the UA's leading product token, or else by the plain
        words around the match ("Yahoo Ad monitoring").
-    3. Nothing at all: ``"Other"``.
+    3. A name that is still not a product name (:func:`_is_product_name`): ``""``.
     """
     token = _expand_token(ua, matched) if matched else ""
     if family and token:
@@ -176,7 +204,85 @@ def _bot_name(ua: str, family: str | None, matched: str | None) -> str:
                     if _PLAIN_WORDS.fullmatch(plain) and not _is_generic(plain):
                         name = _clean(plain)
                     break
-    return name or OTHER
+    name = _clean(name) if name else ""
+    return name if _is_product_name(name) else ""
+
+
+#: Words that are parts of a User-Agent's syntax or of a URL, never a product.
+_NOT_NAMES = frozenset(("http", "https", "www", "com", "org", "net", "html", "htm", "compatible",
+                        "mozilla", "like", "gecko", "khtml", "version", "mobile", "safari", "chrome",
+                        "other", "unknown", "null", "none", "test", "user", "agent", "user-agent"))
+_URL_TAIL = re.compile(r"\.(?:s?html?|php|aspx?|jsp|cgi)$|^(?:https?|www)\b", re.IGNORECASE)
+
+
+def _is_product_name(name: str) -> bool:
+    """False for a fragment: empty, a generic word, a URL part (``bot.html``,
+    ``http``), a syntax word (``compatible``), or without any letter."""
+    if not name or "@" in name or _is_generic(name) or _URL_TAIL.search(name):
+        return False
+    return name.lower() not in _NOT_NAMES and any(c.isalpha() for c in name)
+
+
+def _names(family: str | None, matched: str) -> bool:
+    """ua-parser's family names the very product a crawler pattern matched (Outlook, 1Password)."""
+    if not family:
+        return False
+    product, family = matched.strip(" /;").lower(), family.lower()
+    return product in family or (len(family) >= 4 and family in product)
+
+
+def _app_token(ua: str, matched: str) -> bool:
+    """*matched* is a product token with a version in *ua* ("Outlook-iOS/4.2414.0"), as apps write theirs."""
+    return re.search(re.escape(matched) + r"[\w\-]*/\d", ua, re.IGNORECASE) is not None
+
+
+#: Name of a crawler no list names (``bot`` dimension).
+UNNAMED = "other"
+
+
+def _judge_bot(ua: str, family: str | None, spider: bool, crawler: bool, matched: str | None,
+               index_hit: ListMatch | None, list_hit: ListMatch | None) -> tuple[str, str, str]:
+    """``(name, category, source)`` of an agent some list calls a crawler.
+
+    *spider*: ua-parser's device is "Spider"; *crawler*: crawlerdetect says
+    crawler, having matched the text *matched*; *index_hit*, *list_hit*: what
+    :meth:`BotLists.match <logpipe.counting.botlists.BotLists.match>` found.
+
+    Precedence, most specific first (README, "Bots"): ai-crawler-index (a
+    curated product name and a kind checked against the operator's
+    documentation), then crawler-user-agents (its pattern's product token and
+    its tags), then crawlerdetect and ua-parser's "Spider" device (a name, no
+    kind: ``other``).  The first list with a kind gives the category and the
+    name (ai-crawler-index's ``tool``/``archive`` rows give neither a kind nor
+    precedence); a list without a product name passes naming on; nothing
+    left: ``other``.
+    """
+    names = []
+    if index_hit:
+        names.append(index_hit.name)
+    if list_hit:
+        # the list that gives the kind names the bot ("Feedly … like FeedFetcher-Google" is Feedly)
+        names.insert(0 if index_hit and index_hit.category is None else len(names),
+                     _bot_name(ua, family, list_hit.name))
+    if crawler or spider:
+        # a list's match inside a URL ("…/details/archive.org_bot") names a help page, not the agent
+        url_only = list_hit is not None and re.search(r"(?<![/.])" + re.escape(list_hit.name), ua) is None
+        names.insert(len(names) - 1 if url_only else len(names), _bot_name(ua, family, matched))
+    name = next((n for n in names if n), UNNAMED)
+    sources = []
+    category = None
+    for hit in (index_hit, list_hit):
+        if hit is not None:
+            if category is None and hit.category is not None:
+                category = hit.category
+                sources.insert(0, hit.source)
+            else:
+                sources.append(hit.source)
+    if crawler:
+        sources.append("crawlerdetect")
+    if spider:
+        sources.append("ua-parser")
+    return name, category or "other", ",".join(sources)
 
 
 class UserAgentClassifier:
@@ -195,7 +301,8 @@ class UserAgentClassifier:
 
     Raises:
         ValueError: *cache_size* is less than 1.
-        ImportError: ua-parser-rs (the Rust resolver) is not installed.
+        ImportError: ua-parser-rs (the Rust resolver), crawler-user-agents or
+            ai-crawler-index is not installed.
 
     Not safe to share between threads without a lock; each worker thread or
     process should own one instance (a miss is serialised by an internal lock,
@@ -217,6 +324,7 @@ class UserAgentClassifier:
         spiders = [m for m in devices if m.family == "Spider"]
         self._resolver = RustResolver((agents, systems, spiders))
         self._crawlers = CrawlerDetect()  # one instance: it compiles its regex once
+        self._lists = BotLists()
         self._exclusions = get_compiled_exclusions_regex()
         self._prefilter = _crawler_prefilter()
         self._lock = threading.Lock()
@@ -232,10 +340,12 @@ class UserAgentClassifier:
                 when the header was missing.  Used verbatim as the cache key.
 
         Returns:
-            ``Agent(browser, platform, bot)``; ``bot`` is ``None`` unless
-            ua-parser's device family is ``"Spider"`` or crawlerdetect says
-            crawler.  A repeated string costs one dict lookup.  Only the
-            first :data:`MAX_AGENT_CHARS` characters are looked at.
+            ``Agent(browser, platform, bot, category, source)``; ``bot`` is
+            ``None`` unless ua-parser's device family is ``"Spider"`` or
+            crawlerdetect, crawler-user-agents or ai-crawler-index says
+            crawler (README, "Bots").  A repeated string costs one dict
+            lookup.  Only the first :data:`MAX_AGENT_CHARS` characters are
+            looked at.
         """
         try:
             return self._cache[user_agent]
@@ -270,8 +380,21 @@ class UserAgentClassifier:
             with self._lock:  # CrawlerDetect keeps the last match on the instance
                 crawler = self._crawlers.is_crawler(ua)
                 matched = self._crawlers.get_matches() if crawler else None
-        bot = _bot_name(ua, family, matched) if (spider or crawler) else None
-        return Agent(family or OTHER, platform, bot)
+        index_hit, list_hit = self._lists.match(ua)
+        # Where the lists disagree (README, "Bots"): see botlists.person_evidence.
+        known = platform != OTHER
+        app = family is not None and (family == "Electron" or family.endswith(" Desktop Client"))
+        if list_hit and not BROWSER_LIKE_TAGS.intersection(list_hit.tags) and person_evidence(
+                ua, list_hit.name, known, app=app or _names(family, list_hit.name)):
+            list_hit = None
+        if matched and not spider and person_evidence(
+                ua, matched, known, whole_words=False,
+                app=app or _names(family, matched) or (list_hit is None and _app_token(ua, matched))):
+            crawler, matched = False, None
+        if not (spider or crawler or index_hit or list_hit):
+            return Agent(family or OTHER, platform, None)
+        return Agent(family or OTHER, platform,
+                     *_judge_bot(ua, family, spider, crawler, matched, index_hit, list_hit))
 
 
     def _first_device_is_spider(self, ua: str) -> bool:
