@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 from dataclasses import dataclass, field
+
+from logpipe.log import level_number, logger as _logger
 
 __all__ = ["Settings", "ConfigError", "parse_size", "parse_servers", "load_config_file"]
 
@@ -110,6 +111,7 @@ class Settings:
     user: str | None = None
     group: str | None = None
     log_interval: float = 60.0
+    log_level: str = "warn"
     # raw archive
     archive: str | None = None
     symlink: str | None = None
@@ -199,17 +201,26 @@ def load_config_file(path: str) -> dict[str, object]:
     return values
 
 
+#: Help text of the options that have one (the rest: see the README).
+_HELP = {
+    "log_level": "the least severe message written to stderr (Apache's ErrorLog under httpd), "
+                 "by Apache's LogLevel names: debug, info, notice, warn, error or crit "
+                 "(default: warn, Apache's default LogLevel)",
+}
+
+
 def add_options(parser: argparse.ArgumentParser, names: list[str]) -> None:
     """Add the long options for the named settings to *parser* (default: unset)."""
     for name in names:
         default = _FIELDS[name].default
         flag = "--" + name.replace("_", "-")
+        text = _HELP.get(name)
         if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", default=None)
+            parser.add_argument(flag, action="store_true", default=None, help=text)
         elif _FIELDS[name].default_factory is not dataclasses.MISSING:
-            parser.add_argument(flag, action="append", default=None, metavar=name.upper())
+            parser.add_argument(flag, action="append", default=None, metavar=name.upper(), help=text)
         else:
-            parser.add_argument(flag, default=None, metavar=name.upper())
+            parser.add_argument(flag, default=None, metavar=name.upper(), help=text)
 
 
 def build_settings(
@@ -257,15 +268,16 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("--nice must be -20 (the highest priority) to 19 (the lowest)")
     if not 0 <= settings.worker_nice <= 19:
         raise ConfigError("--worker-nice must be 0 (the supervisor's priority) to 19 (the lowest)")
+    try:
+        level_number(settings.log_level)
+    except ValueError as exc:
+        raise ConfigError(f"--log-level: {exc}") from None
     if settings.ttl > 30 * 86400:
         # memcached reads an exptime above 30 days as an absolute Unix time.
         raise ConfigError("--ttl above 2592000 s (30 days) would be read by memcached as a date")
 
 
-def warn(message: str) -> None:
-    """Write one line to stderr (Apache's ErrorLog when run by httpd)."""
-    try:
-        sys.stderr.write(f"logpipe[{os.getpid()}]: {message}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+def warn(message: str, level: int = 30) -> None:
+    """Log one line to stderr (Apache's ErrorLog when run by httpd) in Apache's shape,
+    through :mod:`logpipe.log`; *level* is a :mod:`logging` level (default WARNING)."""
+    _logger.log(level, message)

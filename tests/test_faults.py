@@ -210,7 +210,7 @@ class Site:
     def logpipe_messages(self, expected=(ROOT_WARNING,)) -> list[str]:
         """logpipe's lines in the ErrorLog, less those matching one of *expected*."""
         return [line for line in self.apache.error_log_text().splitlines()
-                if "logpipe[" in line and not any(e in line for e in expected)]
+                if "[logpipe:" in line and not any(e in line for e in expected)]
 
     # the truth and the counts
     def expected(self) -> Counter:

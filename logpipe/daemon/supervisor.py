@@ -114,6 +114,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import select
 import signal
@@ -265,6 +266,11 @@ def set_pipe_size(fd: int, want: int) -> Optional[int]:
         return None
 
 
+#: Limiter keys whose messages are ErrorLog "error" lines (counts lost or a worker down);
+#: the others are "warn".
+_ERRORS = {key: logging.ERROR for key in ("crash", "fork", "drop", "final", "internal")}
+
+
 class _Limiter:
     """One stderr line per key per *interval* seconds; repeats are counted and summarised."""
 
@@ -292,7 +298,7 @@ class _Limiter:
         self.latest.pop(key, None)
         if hidden > 0:
             message += f" (+{hidden} similar in the last {self.interval:g} s)"
-        warn(message)
+        warn(message, _ERRORS.get(key, logging.WARNING))
         self.last[key] = now
 
 
@@ -391,7 +397,7 @@ class _Supervisor:
         try:
             self._setup()
         except Exception as exc:  # pragma: no cover - defensive
-            warn(f"supervisor set-up failed (continuing): {exc!r}")
+            warn(f"supervisor set-up failed (continuing): {exc!r}", logging.ERROR)
         try:
             while True:
                 try:
@@ -943,7 +949,7 @@ class _Supervisor:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             except BaseException as exc:
                 text = " ".join(str(exc).split())[:300]
-                warn(f"worker failed: {type(exc).__name__}: {text}")
+                warn(f"worker failed: {type(exc).__name__}: {text}", logging.ERROR)
                 code = EXIT_WORKER_EXCEPTION
             if not 0 <= code <= 255:
                 code = EXIT_WORKER_EXCEPTION
@@ -1078,7 +1084,7 @@ class _Supervisor:
     def _give_up(self, now: float) -> bool:
         lost = self.pending_lines() + sum(p.count(b"\n") for p in self.replay)
         self.lines_lost += lost
-        warn(f"stopping with {lost} lines not confirmed by a worker (not counted)")
+        warn(f"stopping with {lost} lines not confirmed by a worker (not counted)", logging.ERROR)
         return self._done(1 if lost else 0)
 
     def _done(self, code: int) -> bool:
