@@ -111,10 +111,12 @@ class Site:
         options: more logpipe options (they win over the defaults here: argparse keeps the last).
         user: ``--user`` (None: run as root).
         env, extra_conf: for :class:`servers.Apache`.
+        spawn: what precedes the command in the CustomLog string: ``"|"`` (httpd execs it) or
+            the shipped snippets' ``"|$trap '' TERM; exec "`` (:data:`SNIPPET_SPAWN`).
     """
 
     def __init__(self, apache_factory, logpipe_bin, servers, work: Path, *options,
-                 user: str | None = None, env=None, extra_conf="", more_logs=()):
+                 user: str | None = None, env=None, extra_conf="", more_logs=(), spawn="|"):
         self.work = work
         self.status_dir = work / "status"
         self.truth = work / "truth.log"
@@ -125,7 +127,7 @@ class Site:
             args += ["--user", user]
         args += [str(o) for o in options]
         self.marker = f"--status-dir {self.status_dir}"
-        logs = [f'CustomLog "|{" ".join(args)}" combined', f'CustomLog "{self.truth}" combined',
+        logs = [f'CustomLog "{spawn}{" ".join(args)}" combined', f'CustomLog "{self.truth}" combined',
                 *more_logs]
         self.apache = apache_factory(logs, extra_conf, env=env)
         self.sent = 0
@@ -377,6 +379,61 @@ def test_graceful_restarts_and_a_restart_under_load_then_stop_count_exactly(
     _row("4 x graceful + 1 x restart under load, then stop", site, figures, started,
          notes=f"{len(old)} logger generations; failed requests are the restart's "
                f"(httpd kills its children); last logpipe exit {after * 1000:.0f} ms after httpd")
+
+
+#: How the shipped snippet (apache/logpipe.conf) starts logpipe: its piped-log string up to
+#: the program's path ("|$trap '' TERM; exec ").
+SNIPPET_SPAWN = re.search(r'GlobalLog "(\|[^"]*?)/usr/local/bin/logpipe ',
+                          (Path(__file__).resolve().parent.parent / "apache" / "logpipe.conf")
+                          .read_text()).group(1)
+
+
+def test_graceful_restarts_10_ms_apart_under_load_as_the_snippet_starts_it(
+        apache_factory, memcached, logpipe_bin, work):
+    """Bursts of graceful restarts 10 ms apart under load, logpipe started as the shipped
+    snippet starts it ("|$trap '' TERM; exec …"): nothing counted twice, no logpipe error,
+    and the lines not counted are recorded beside those of a control logger, ``cat``, started
+    the same way in the same httpd.
+
+    Every line is NOT counted in such bursts today (issue 13.4's finding, README "Known
+    limits"): httpd drops lines whatever reads its pipes (the control loses some too, with
+    AH00646 "Broken pipe"), and in about half of the runs on a loaded 2-core machine
+    logpipe loses one generation's lines (~250) silently. The test xfails with the figures
+    then, and fails on a double count or a logpipe error line."""
+    assert SNIPPET_SPAWN.startswith("|$trap '' TERM; exec"), SNIPPET_SPAWN
+    started = time.monotonic()
+    control = work / "control.log"
+    site = Site(apache_factory, logpipe_bin, memcached.spec, work, spawn=SNIPPET_SPAWN,
+                more_logs=[f'CustomLog "{SNIPPET_SPAWN}cat >> {control}" combined'])
+    site.ready()
+    load = Load(site, "burst", concurrency=4)
+    bursts, per_burst = 4, 3
+    for _ in range(bursts):
+        load.more(200)
+        httpd = site.apache.pid
+        for _ in range(per_burst):
+            os.kill(httpd, signal.SIGUSR1)  # graceful restart, 10 ms apart
+            time.sleep(0.010)
+        wait_for(lambda: site.apache._answers(), timeout=20, message="httpd after the burst")
+    load.more(200)
+    load.stop()
+    after = site.stop()  # every logpipe has exited: the counts are final
+    figures = site.compare()
+    errors = site.apache.error_log_text()
+    generations = errors.count("resuming normal operations")
+    control_lost = figures["logged"] - len(control.read_bytes().splitlines())
+    epipe = sum(1 for line in errors.splitlines() if "AH00646" in line and "logpipe" in line)
+    _row(f"{bursts} bursts of {per_burst} graceful restarts 10 ms apart under load, logpipe "
+         "started as the snippet does", site, figures, started,
+         notes=f"{generations} httpd generations; httpd reported {epipe} failed writes to "
+               f"logpipe's pipe; a control `cat` logger in the same httpd lost {control_lost}; "
+               f"last logpipe exit {after * 1000:.0f} ms after httpd")
+    assert generations > bursts, f"only {generations} generations: the bursts did not restart"
+    assert figures["double"] == 0, figures
+    assert site.logpipe_messages() == [], site.logpipe_messages()
+    if figures["lost"]:
+        pytest.xfail(f"known limit: {figures['lost']} of {figures['logged']} lines not counted "
+                     f"(control cat: {control_lost}, AH00646 for logpipe: {epipe})")
 
 
 # -- the supervisor or the worker killed or hung ------------------------------------------------
