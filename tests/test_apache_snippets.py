@@ -114,7 +114,7 @@ def wait_counts(memcached: str, prefix: str, paths: dict[str, int]) -> None:
 def test_global_snippet(httpd, memcached, logpipe_bin, status_dir, tmp_path) -> None:
     text = (SNIPPETS / "logpipe.conf").read_text()
     lines = directives(text)
-    assert lines[1].startswith('GlobalLog "|$trap \'\' TERM; exec /usr/local/bin/logpipe --format combined ')
+    assert lines[1].startswith('GlobalLog "|$trap \\\'\\\' TERM; exec /usr/local/bin/logpipe --format combined ')
     assert lines[1].endswith('" combined') and "--user www-data" in lines[1]
     assert "a2enconf logpipe" in text and "%O" in text  # the notes are there
     # Debian's default site has its own CustomLog: GlobalLog must still see its requests
@@ -141,7 +141,7 @@ def test_vhost_snippet(httpd, memcached, logpipe_bin, status_dir, tmp_path) -> N
     lines = directives(text)
     assert lines[0] == "<VirtualHost *:80>" and lines[-1] == "</VirtualHost>"
     pipe = next(line for line in lines if line.startswith('CustomLog "|'))
-    assert re.fullmatch(r'CustomLog "\|\$trap \'\' TERM; exec /usr/local/bin/logpipe --format combined '
+    assert re.fullmatch(r'CustomLog "\|\$trap \\\'\\\' TERM; exec /usr/local/bin/logpipe --format combined '
                         r'.*--prefix example" combined', pipe)
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -167,20 +167,83 @@ def test_vhost_snippet(httpd, memcached, logpipe_bin, status_dir, tmp_path) -> N
 
 
 def snippet_command(name: str = "logpipe.conf") -> str:
-    """The piped-log string of a shipped snippet (``|$trap '' TERM; exec /usr/local/bin/…``)."""
+    """The piped-log argument of a shipped snippet as written in it, between the double
+    quotes (``|$trap \\'\\' TERM; exec /usr/local/bin/…``)."""
     text = (SNIPPETS / name).read_text()
     return re.search(r'(?:GlobalLog|CustomLog) "(\|[^"]+)"', "\n".join(directives(text))).group(1)
 
 
+def conf_unquote(text: str) -> str:
+    """What httpd's config parser makes of a double-quoted argument (util.c substring_conf):
+    a backslash is dropped only before a backslash or a double quote."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "\\\"":
+            i += 1
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def apr_tokenize(line: str) -> list[str]:
+    """APR's apr_tokenize_to_argv, which httpd applies to a piped-log command: words split
+    on blanks, a quote opens a quoted word only at a word's start and is dropped, and
+    every unescaped backslash is removed."""
+    args, i, n = [], 0, len(line)
+    while True:
+        while i < n and line[i] in " \t":
+            i += 1
+        if i >= n:
+            return args
+        quote = line[i] if line[i] in "\"'" else ""
+        i += bool(quote)
+        start = i
+        while i < n:
+            if line[i] == "\\" and i + 1 < n and line[i + 1] in " \t\"'\\":
+                i += 2
+                continue
+            if (not quote and line[i] in " \t") or line[i] == quote:
+                break
+            i += 1
+        raw, i = line[start:i], i + 1
+        word, escaped = [], False
+        for char in raw:
+            if char == "\\" and not escaped:
+                escaped = True
+            else:
+                escaped = False
+                word.append(char)
+        args.append("".join(word))
+
+
+def httpd_argv(piped: str) -> list[str]:
+    """The argv httpd 2.4 execs for a CustomLog/GlobalLog argument *piped* as written in the
+    config: ``|$cmd`` → ``/bin/sh -c`` and the tokenized words joined by spaces
+    (APR_SHELLCMD_ENV); ``|cmd`` → the tokenized words, exec'd without a shell."""
+    program = conf_unquote(piped)
+    assert program.startswith("|"), program
+    if program.startswith("|$"):
+        return ["/bin/sh", "-c", " ".join(apr_tokenize(program[2:]))]
+    return apr_tokenize(program[1:])
+
+
 def spawn_as_httpd(piped: str, stdin: int) -> subprocess.Popen:
-    """Start a piped-log string as httpd 2.4 does: ``|$cmd`` through ``/bin/sh -c cmd``
-    (APR_SHELLCMD_ENV), ``|cmd`` split on spaces and exec'd without a shell."""
-    if piped.startswith("|$"):
-        argv = ["/bin/sh", "-c", piped[2:]]
-    else:
-        argv = piped[1:].split()
-    return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL,
+    """Start a piped-log argument as httpd 2.4 starts it (:func:`httpd_argv`)."""
+    return subprocess.Popen(httpd_argv(piped), stdin=stdin, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, cwd="/")
+
+
+def test_the_shell_gets_the_trap_with_its_empty_quotes() -> None:
+    """httpd drops unescaped quotes: ``trap '' TERM`` would reach the shell as ``trap  TERM``,
+    which resets SIGTERM to its default (the opposite); the snippets escape them."""
+    assert httpd_argv("|$trap '' TERM; exec /x") == ["/bin/sh", "-c", "trap  TERM; exec /x"]
+    for name in ("logpipe.conf", "logpipe-vhost.conf"):
+        argv = httpd_argv(snippet_command(name))
+        assert argv[:2] == ["/bin/sh", "-c"]
+        assert argv[2].startswith("trap '' TERM; exec /usr/local/bin/logpipe --format combined "), argv
+        shell = subprocess.run(["/bin/sh", "-c", argv[2].split(";")[0] + "; trap"],
+                               capture_output=True, text=True, timeout=30)
+        assert shell.stdout.strip() == "trap -- '' TERM", shell.stdout
 
 
 def combined_lines(path: str, n: int) -> bytes:
@@ -232,9 +295,7 @@ def test_sigterm_1_to_5_ms_after_the_spawn_loses_no_line(memcached, logpipe_bin,
     default until Python runs logpipe's first lines) is killed and loses the lines, so
     this test can fail."""
     shipped = snippet_command()
-    assert shipped.startswith("|$trap '' TERM; exec /usr/local/bin/logpipe "), shipped
-    vhost = snippet_command("logpipe-vhost.conf")
-    assert vhost.startswith("|$trap '' TERM; exec /usr/local/bin/logpipe "), vhost
+    assert shipped.startswith("|$trap \\'\\' TERM; exec /usr/local/bin/logpipe "), shipped
     piped = adapt(shipped, logpipe_bin, status_dir, memcached.spec).replace(" --user www-data", "")
     piped += " --count-all --dimensions url"
     bare = "|" + piped.split("exec ", 1)[1]

@@ -390,17 +390,18 @@ SNIPPET_SPAWN = re.search(r'GlobalLog "(\|[^"]*?)/usr/local/bin/logpipe ',
 
 def test_graceful_restarts_10_ms_apart_under_load_as_the_snippet_starts_it(
         apache_factory, memcached, logpipe_bin, work):
-    """Bursts of graceful restarts 10 ms apart under load, logpipe started as the shipped
-    snippet starts it ("|$trap '' TERM; exec …"): nothing counted twice, no logpipe error,
-    and the lines not counted are recorded beside those of a control logger, ``cat``, started
-    the same way in the same httpd.
+    """Bursts of graceful restarts 10 ms apart under load SIGTERM loggers that have not
+    started Python yet. Started as the shipped snippet starts it (``|$trap \\'\\' TERM;
+    exec …``: SIGTERM ignored from the shell's first command), every line is counted once.
 
-    Every line is NOT counted in such bursts today (issue 13.4's finding, README "Known
-    limits"): httpd drops lines whatever reads its pipes (the control loses some too, with
-    AH00646 "Broken pipe"), and in about half of the runs on a loaded 2-core machine
-    logpipe loses one generation's lines (~250) silently. The test xfails with the figures
-    then, and fails on a double count or a logpipe error line."""
-    assert SNIPPET_SPAWN.startswith("|$trap '' TERM; exec"), SNIPPET_SPAWN
+    What no logger can avoid: a SIGTERM before the shell has run its first command (under
+    load, bursts of spawns can wait for a CPU) kills it; httpd then reports each line it
+    could not write to that pipe (AH00646). So a loss must come with such reports for
+    logpipe's pipe, and exceed them by at most the few lines that can reach a pipe in the
+    ~10 ms before that kill. A control logger, ``cat`` started the same way, is recorded
+    beside it. With the quotes unescaped (``|$trap '' TERM``, which httpd turns into
+    ``trap TERM``) logpipe lost whole generations here (~250 lines) without a report."""
+    assert SNIPPET_SPAWN.startswith("|$trap \\'\\' TERM; exec "), SNIPPET_SPAWN
     started = time.monotonic()
     control = work / "control.log"
     site = Site(apache_factory, logpipe_bin, memcached.spec, work, spawn=SNIPPET_SPAWN,
@@ -422,18 +423,18 @@ def test_graceful_restarts_10_ms_apart_under_load_as_the_snippet_starts_it(
     errors = site.apache.error_log_text()
     generations = errors.count("resuming normal operations")
     control_lost = figures["logged"] - len(control.read_bytes().splitlines())
-    epipe = sum(1 for line in errors.splitlines() if "AH00646" in line and "logpipe" in line)
+    epipe = sum(1 for line in errors.splitlines() if "AH00646" in line and logpipe_bin in line)
     _row(f"{bursts} bursts of {per_burst} graceful restarts 10 ms apart under load, logpipe "
          "started as the snippet does", site, figures, started,
-         notes=f"{generations} httpd generations; httpd reported {epipe} failed writes to "
-               f"logpipe's pipe; a control `cat` logger in the same httpd lost {control_lost}; "
-               f"last logpipe exit {after * 1000:.0f} ms after httpd")
+         notes=f"{generations} httpd generations; a control `cat` logger started the same way "
+               f"lost {control_lost}; {epipe} failed writes to logpipe's pipe (AH00646); last "
+               f"logpipe exit "
+               f"{after * 1000:.0f} ms after httpd")
     assert generations > bursts, f"only {generations} generations: the bursts did not restart"
-    assert figures["double"] == 0, figures
     assert site.logpipe_messages() == [], site.logpipe_messages()
-    if figures["lost"]:
-        pytest.xfail(f"known limit: {figures['lost']} of {figures['logged']} lines not counted "
-                     f"(control cat: {control_lost}, AH00646 for logpipe: {epipe})")
+    assert figures["double"] == 0, figures
+    assert figures["lost"] == 0 or (epipe and figures["lost"] <= epipe + 20), \
+        (figures, epipe, control_lost)
 
 
 # -- the supervisor or the worker killed or hung ------------------------------------------------
