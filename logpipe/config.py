@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -277,7 +278,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("--ttl above 2592000 s (30 days) would be read by memcached as a date")
 
 
-def warn(message: str, level: int = 30) -> None:
+def warn(message: str, level: int = logging.WARNING) -> None:
     """Log one line to stderr (Apache's ErrorLog when run by httpd) in Apache's shape,
     through :mod:`logpipe.log`; *level* is a :mod:`logging` level (default WARNING)."""
     _logger.log(level, message)

@@ -7,8 +7,9 @@ like httpd 2.4's own lines (its default ErrorLogFormat)::
 
 local time with microseconds, then ``logpipe:LEVEL`` with Apache's level names, then the
 pid of the process that wrote it (the supervisor's or its worker's). Everything goes through
-the standard :mod:`logging` module, logger ``"logpipe"``, with the one formatter below;
-:func:`setup` sets the level from ``--log-level``. Repeats are rate-limited by the callers
+the standard :mod:`logging` module, logger ``"logpipe.errorlog"``, with the one formatter
+below; :func:`setup` sets the level from ``--log-level``. (Not the ``"logpipe"`` logger: an
+app's own loggers under ``logpipe.*``, a Django app's say, keep going to the app's handlers.) Repeats are rate-limited by the callers
 (``--log-interval``): the supervisor, the worker and the raw archive each say one line per
 kind of message per interval.
 
@@ -90,7 +91,7 @@ class _StderrHandler(logging.Handler):
 
 
 def _make_logger() -> logging.Logger:
-    log = logging.getLogger("logpipe")
+    log = logging.getLogger("logpipe.errorlog")
     if not any(isinstance(h, _StderrHandler) for h in log.handlers):
         handler = _StderrHandler()
         handler.setFormatter(ApacheFormatter())
@@ -101,7 +102,7 @@ def _make_logger() -> logging.Logger:
     return log
 
 
-#: The ``logpipe`` logger, ready to use (level ``warn`` until :func:`setup`).
+#: The ErrorLog logger, ready to use (level ``warn`` until :func:`setup`).
 logger = _make_logger()
 
 
@@ -119,7 +120,7 @@ def level_number(name: str) -> int:
 
 
 def setup(level: str = DEFAULT_LEVEL) -> logging.Logger:
-    """Set the ``logpipe`` logger's level from a ``--log-level`` name and return it.
+    """Set the ErrorLog logger's level from a ``--log-level`` name and return it.
 
     Raises:
         ValueError: an unknown level name.

@@ -132,3 +132,15 @@ def test_bad_level_is_a_bad_option(logpipe_bin) -> None:
                          capture_output=True, timeout=60)
     assert res.returncode == 2
     assert b"--log-level" in res.stderr and b"loud" in res.stderr
+
+
+def test_only_logpipes_own_lines_take_the_errorlog_shape(capsys) -> None:
+    """warn() writes Apache's shape to stderr; an app's logger under ``logpipe.*`` (a Django
+    app's) is left to the app's logging configuration."""
+    from logpipe.config import warn
+
+    warn("spool full")
+    logging.getLogger("logpipe.django").warning("an app's own line")
+    err = capsys.readouterr().err
+    assert re.search(r"\] \[logpipe:warn\] \[pid \d+\] spool full\n", err), err
+    assert "[logpipe:warn] [pid" not in err.split("spool full", 1)[1], err

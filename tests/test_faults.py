@@ -719,7 +719,7 @@ def test_privileges_dropped_to_user_and_notify_socket_never_written(
         notify.close()
     assert sent_to_notify is None, f"something wrote to NOTIFY_SOCKET: {sent_to_notify!r}"
     errors = site.apache.error_log_text()
-    warned = [int(m.group(1)) for m in re.finditer(rf"logpipe\[(\d+)\]: {ROOT_WARNING}", errors)]
+    warned = [int(m.group(1)) for m in re.finditer(rf"\[logpipe:warn\] \[pid (\d+)\] {ROOT_WARNING}", errors)]
     assert warned and len(warned) == len(set(warned)), errors  # once per process
     assert set(warned) <= set(root_loggers), (warned, root_loggers, nobody_loggers)
     if can_count:
@@ -733,7 +733,7 @@ def test_privileges_dropped_to_user_and_notify_socket_never_written(
         figures = site.compare()
         assert "worker failed" in errors or "worker cannot start" in errors, errors
         assert "lines not confirmed by a worker" in errors, errors
-        notes = ("THIS MACHINE: the venv's Python (/root/.pyenv) is unreadable by nobody, so the "
+        notes = ("the venv's Python is unreadable by nobody (a pyenv under /root), so the "
                  "worker cannot import as nobody: failure reported, lines reported lost; uid/gid "
                  "checked, NOTIFY_SOCKET untouched")
     assert site.failed == 0
