@@ -5,10 +5,11 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 VPY        := $(VENV)/bin/python
-DEB_PKGS   := apache2 apache2-utils memcached goaccess wrk postgresql chromium systemd
+DEB_PKGS   := apache2 apache2-utils memcached goaccess wrk postgresql chromium systemd python3-venv
 # The command each Debian package provides; a package is installed only when its command is missing.
 DEB_CHECKS := /usr/sbin/apache2 /usr/bin/ab /usr/bin/memcached /usr/bin/goaccess /usr/bin/wrk \
-              /usr/lib/postgresql /usr/bin/chromium /usr/bin/systemd-analyze
+              /usr/lib/postgresql /usr/bin/chromium /usr/bin/systemd-analyze \
+              /usr/share/doc/python3-venv
 PREFIX     ?= /usr/local
 SYSTEMD_DIR ?= /etc/systemd/system
 TMPFILES_DIR ?= /etc/tmpfiles.d
