@@ -25,12 +25,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
+import logging
 import os
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
 from logpipe.errors import ConfigError  # re-exported: defined in logpipe.errors
+from logpipe.log import level_number, logger as _logger
 
 __all__ = ["Settings", "Setting", "SETTINGS", "GROUPS", "COMMANDS", "ConfigError", "parse_size",
            "format_size", "parse_servers", "load_config_file", "build_settings", "add_options",
@@ -121,6 +122,14 @@ def _positive(value) -> str | None:
 
 def _servers(value) -> str | None:
     parse_servers(value)  # raises ConfigError with the reason
+    return None
+
+
+def _log_level(value) -> str | None:
+    try:
+        level_number(value)
+    except ValueError:
+        return f"must be debug, info, notice, warn, error or crit (Apache's LogLevel names), not {value!r}"
     return None
 
 
@@ -383,6 +392,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("log_interval", "float", 60.0,
        "repeats of one kind of message to Apache's ErrorLog are held back this long",
        "daemon", ("daemon",), _SECONDS, "SECONDS", validate=_between(0)),
+    _s("log_level", "str", "warn",
+       "the least severe message written to stderr (Apache's ErrorLog under httpd), by Apache's "
+       "LogLevel names: debug, info, notice, warn, error or crit (warn is Apache's default LogLevel)",
+       "daemon", ("daemon",), "an Apache LogLevel name", "LEVEL", validate=_log_level),
     # raw archive
     _s("archive", "str", None,
        "append every raw line to the file this strftime pattern names "
@@ -614,10 +627,7 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width, break_on_hyphens=False)
 
 
-def warn(message: str) -> None:
-    """Write one line to stderr (Apache's ErrorLog when run by httpd)."""
-    try:
-        sys.stderr.write(f"logpipe[{os.getpid()}]: {message}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+def warn(message: str, level: int = logging.WARNING) -> None:
+    """Log one line to stderr (Apache's ErrorLog when run by httpd) in Apache's shape,
+    through :mod:`logpipe.log`; *level* is a :mod:`logging` level (default WARNING)."""
+    _logger.log(level, message)

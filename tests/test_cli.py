@@ -131,8 +131,10 @@ def test_man_page_documents_every_setting_command_and_option(rendered_man):
                    "--match", "--heartbeat-warn", "--dry-run", "--explain", "--print-config"):
         assert re.search(rf"^\s+(-\w, )?{re.escape(option)}\b", rendered_man, re.M), option
     assert "{prefix}:{YYYY-MM-DD}:{dimension}:{value}" in rendered_man
-    assert re.search(r'^\s+GlobalLog "\|/usr/local/bin/logpipe ', rendered_man, re.M)
-    assert re.search(r'^\s+CustomLog "\|/usr/local/bin/logpipe ', rendered_man, re.M)
+    # the shipped form: SIGTERM ignored from the shell's first command, then exec (issue 13.4)
+    examples = re.findall(r'^\s+((?:GlobalLog|CustomLog) "\|.*)$', rendered_man, re.M)
+    assert examples and all("exec /usr/local/bin/logpipe " in line for line in examples), examples
+    assert any(line.startswith('GlobalLog "|$trap \\\'\\\' TERM; exec ') for line in examples), examples
 
 
 def test_checked_in_man_page_is_up_to_date():

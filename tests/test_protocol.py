@@ -99,4 +99,4 @@ def test_the_supervisor_imports_only_the_standard_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     third_party, ours = out.stdout.strip().splitlines()
     assert third_party == "[]"
-    assert ours == "['logpipe.config', 'logpipe.daemon', 'logpipe.errors']"
+    assert ours == "['logpipe.config', 'logpipe.daemon', 'logpipe.errors', 'logpipe.log']"

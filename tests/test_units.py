@@ -182,7 +182,7 @@ def test_make_install_and_uninstall(tmp_path) -> None:
     assert "ExecStart=/opt/lp/bin/logpipe health" in (units / "logpipe-health.service").read_text()
     assert (dest / "etc/tmpfiles.d/logpipe.conf").read_bytes() == (SYSTEMD / "logpipe.tmpfiles").read_bytes()
     conf = dest / "etc/apache2/conf-available/logpipe.conf"
-    assert '"|/opt/lp/bin/logpipe --format combined' in conf.read_text()
+    assert "exec /opt/lp/bin/logpipe --format combined" in conf.read_text()
 
     # an edited snippet is neither overwritten nor removed
     conf.write_text(conf.read_text() + "# mine\n")

@@ -222,6 +222,11 @@ def run_daemon(settings: Settings) -> int:
     """Run the supervisor with the worker (and the raw archive when configured)."""
     from logpipe.daemon import supervisor
     from logpipe.daemon import worker
+    from logpipe.log import setup
+
+    setup(settings.log_level).info(
+        f"logpipe {__version__} started: --format {settings.format!r}, "
+        f"--memcached {settings.memcached}, --log-level {settings.log_level}")
 
     sink = None
     if settings.archive:

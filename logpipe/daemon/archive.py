@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import sys
 import time
 from typing import Callable
 
+from logpipe.config import warn
 from logpipe.errors import ArchiveError  # re-exported: defined in logpipe.errors
 
 __all__ = ["Archive", "ArchiveError", "zone"]
@@ -268,8 +268,4 @@ class _StderrReport:
         if now - self._last.get(kind, -self.interval) < self.interval:
             return
         self._last[kind] = now
-        try:
-            sys.stderr.write(f"logpipe[{os.getpid()}]: {message}\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+        warn(message)

@@ -15,6 +15,7 @@ are dropped and counted (``dropped_counts`` in the status file).
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -252,7 +253,8 @@ class Worker:
             time.sleep(max(0.0, min(0.25, deadline - time.monotonic())))
         if self.pending:
             lost = sum(self.pending.values())
-            warn(f"exiting with {lost} counts in {len(self.pending)} keys not delivered: {self.last_flush_error}")
+            warn(f"exiting with {lost} counts in {len(self.pending)} keys not delivered: {self.last_flush_error}",
+                 logging.ERROR)
         self.store.close()
 
     def _over_memory(self) -> bool:
@@ -357,7 +359,7 @@ def run(settings: Settings, data_fd: int, ctrl_fd: int) -> int:
     try:
         worker = Worker(settings, data_fd, ctrl_fd)
     except Exception as exc:  # a bad setting must not crash-loop silently
-        warn(f"worker cannot start: {exc}")
+        warn(f"worker cannot start: {exc}", logging.ERROR)
         raise
     code = worker.run()
     sys.stderr.flush()

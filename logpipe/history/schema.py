@@ -160,7 +160,14 @@ def engine_for(url: str, *, write: bool = False):
         engine = create_engine(parsed, connect_args={"timeout": 60})
     except HistoryError:
         raise
-    except Exception as exc:  # ArgumentError, NoSuchModuleError, ImportError, OSError
+    except ImportError as exc:
+        if url.startswith("postgres"):  # the optional extra (setup.cfg) is not installed
+            raise HistoryError(
+                f"--db {safe_url(url)}: the PostgreSQL driver psycopg is not installed ({exc}); "
+                "install the extra: make install EXTRAS=postgresql, or "
+                "pip install 'apache-logpipe[postgresql]' in logpipe's virtualenv") from None
+        raise HistoryError(f"--db {safe_url(url)}: {exc}") from None
+    except Exception as exc:  # ArgumentError, NoSuchModuleError, OSError
         raise HistoryError(f"--db {safe_url(url)}: {exc}") from None
     begin = "BEGIN IMMEDIATE" if write else "BEGIN"
 

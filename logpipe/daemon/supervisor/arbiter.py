@@ -26,6 +26,7 @@ gunicorn's arbiter; ``signal.set_wakeup_fd`` wakes the ``poll``.
 
 from __future__ import annotations
 
+import logging
 import errno
 import os
 import select
@@ -103,7 +104,7 @@ class Supervisor:
         try:
             self.start()
         except Exception as exc:  # pragma: no cover - defensive
-            warn(f"supervisor set-up failed (continuing): {exc!r}")
+            warn(f"supervisor set-up failed (continuing): {exc!r}", logging.ERROR)
         try:
             while True:
                 try:
@@ -425,7 +426,7 @@ class Supervisor:
     def _give_up(self) -> bool:
         lost = self.spool.pending_lines() + self.spool.unacked_lines()
         self.lines_lost += lost
-        warn(f"stopping with {lost} lines not confirmed by a worker (not counted)")
+        warn(f"stopping with {lost} lines not confirmed by a worker (not counted)", logging.ERROR)
         return self._done(P.EXIT_LINES_LOST if lost else P.EXIT_OK)
 
     def _done(self, code: int) -> bool:

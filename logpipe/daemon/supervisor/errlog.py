@@ -10,12 +10,17 @@ nothing.
 
 from __future__ import annotations
 
+import logging
+
 from logpipe.config import warn
 
 __all__ = ["Limiter", "StartupMessages", "QUIET_START"]
 
 #: Start-up warnings (root, status dir) wait this long, in seconds.
 QUIET_START = 1.0
+#: Limiter keys whose messages are ErrorLog "error" lines (counts lost or a worker down);
+#: the others are "warn".
+_ERRORS = {key: logging.ERROR for key in ("crash", "fork", "drop", "final", "internal")}
 
 
 class Limiter:
@@ -47,7 +52,7 @@ class Limiter:
         self.latest.pop(key, None)
         if hidden > 0:
             message += f" (+{hidden} similar in the last {self.interval:g} s)"
-        warn(message)
+        warn(message, _ERRORS.get(key, logging.WARNING))
         self.last[key] = now
 
 

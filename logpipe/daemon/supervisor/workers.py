@@ -10,6 +10,7 @@ recycles, and the restart history the status file reports.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -266,7 +267,7 @@ def _child(settings: Settings, worker_main: WorkerMain, data_r: int, ctrl_w: int
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException as exc:
             text = " ".join(str(exc).split())[:300]
-            warn(f"worker failed: {type(exc).__name__}: {text}")
+            warn(f"worker failed: {type(exc).__name__}: {text}", logging.ERROR)
             code = P.EXIT_WORKER_EXCEPTION
         if not 0 <= code <= 255:
             code = P.EXIT_WORKER_EXCEPTION
