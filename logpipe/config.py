@@ -97,6 +97,9 @@ class Settings:
     # worker
     flush_interval: float = 1.0
     max_pending_keys: int = 200_000
+    # unique-visitor marker items (and raw visits awaiting the day's salt) held
+    # while memcached is down; past it new visitors are dropped and counted
+    max_pending_visitors: int = 200_000
     max_rss: int = 512 << 20
     worker_nice: int = 0
     # supervisor
@@ -127,7 +130,7 @@ class Settings:
         "apk,deb,rpm,txt,xml,json,csv"
     )
     page_methods: str = "GET,HEAD"
-    dimensions: str = "url,referrer,referrer_host,keyword,browser,platform,bot,status,notfound,post_ip"
+    dimensions: str = "url,referrer,referrer_host,keyword,browser,platform,bot,status,notfound,post_ip,visitors"
     post_ip_ttl: int = 7200
     # database (rollup, history)
     db: str = "sqlite:////var/lib/logpipe/logpipe.sqlite3"

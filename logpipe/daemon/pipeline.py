@@ -49,13 +49,17 @@ class Pipeline:
     Args:
         settings: parsing and counting options.
         force_fallback: parse with apache-log-parser (tests).
+        local_visitors: count ``visitors`` exactly in this process
+            (:class:`~logpipe.counting.visitors.LocalVisitors`: dry-run,
+            rollup); False leaves the visits in ``classifier.visits`` for the
+            worker's memcached markers.
 
     Attributes:
         lines: lines fed so far; ``rejected``: Counter of unparseable lines
             by reason; ``classifier.stats``: outcomes of parsed lines.
     """
 
-    def __init__(self, settings: Settings, *, force_fallback: bool = False):
+    def __init__(self, settings: Settings, *, force_fallback: bool = False, local_visitors: bool = True):
         self.settings = settings
         self.parser = LineParser(settings.format, needed_fields(settings), force_fallback=force_fallback)
         self.classifier = Classifier(settings, self.parser.fields)
@@ -72,6 +76,11 @@ class Pipeline:
                 fields.index("request") if "request" in fields else None,
                 operator.itemgetter(fields.index("day"), fields.index("hour"), fields.index("ip")),
             )
+        self.visitors = None
+        if local_visitors and self.classifier._count_visitors:
+            from logpipe.counting.visitors import LocalVisitors
+
+            self.visitors = LocalVisitors()
         self.lines = 0
         self.rejected: Counter = Counter()
         # day (YYYY-MM-DD) → {(day, dimension, site): values already in the index}
@@ -161,6 +170,8 @@ class Pipeline:
         """
         self._classify_raw()
         out, self._classified = self._classified, {}
+        if self.visitors is not None:
+            self.visitors.count(self.classifier.take_visits(), out)
         if self.posts:
             posts, self.posts = self.posts, {}
             for (day, hour, ip), n in posts.items():
@@ -182,6 +193,9 @@ class Pipeline:
             say(f"rejected: {reason}")
             return out
         self.classifier.add(parsed, 1, out, say)
+        if self.visitors is not None and self.classifier.visits:
+            new = self.visitors.count(self.classifier.take_visits(), out)
+            say("visitor: new today" if new else "visitor: already counted today")
         if self._post_fields is not None:
             self._count_posts([tuple(b"" if v is None else v for v in parsed)])
             for (day, hour, ip), n in self.posts.items():
@@ -213,7 +227,7 @@ class Pipeline:
             # second life for every URL string (a 64-bit collision would only
             # leave one value out of the index).
             marker = hash(value)
-            if marker not in seen:
+            if marker not in seen and dimension != "visitors":  # visitors: read through the url index
                 seen.add(marker)
                 appends.setdefault(head + index_suffix(value), []).append(value)
         return counts, appends

@@ -10,6 +10,10 @@ Each flush sends, per server, pipelined meta commands (memcached
   server does the create-or-increment atomically.  Answers ``HD``.
 * ``ms <index> 0 ME T<ttl>`` + ``ms <index> <len> MA`` — create the index item
   if missing (``NS`` when it exists), then append the new values to it.
+* ``ms <marker> 0 ME T<ttl>`` — a unique-visitor marker, created only if
+  missing (memcached ``add`` semantics: ``HD`` stored, ``NS`` it existed);
+  :meth:`CounterStore.add_markers`.  The visitor counter is incremented by the
+  caller only for markers that were stored.
 * ``mn`` — answers ``MN``, the end of the batch's replies.
 
 The batch exchange uses its own small socket code (:class:`_BatchConnection`):
@@ -291,6 +295,82 @@ class CounterStore:
                 server.failed(exc, time.monotonic())
                 failed.add(server.name)
         return done_counts, done_appends, failed
+
+    def add_markers(self, markers: list[str]) -> tuple[set[str], set[str], set[str]]:
+        """Create marker items (empty values, exptime ``ttl``) that do not exist yet.
+
+        One ``ms <key> 0 ME T<ttl>`` per marker, pipelined in batches of
+        :data:`BATCH_COMMANDS` like the counters: memcached applies each as an
+        atomic ``add``, so of several writers adding one marker exactly one
+        gets ``HD``.
+
+        Args:
+            markers: marker keys (``logpipe.counting.visitors``).
+
+        Returns:
+            ``(stored, existed, failed_servers)``: keys this call created
+            (``HD``), keys that were there already (``NS``), and servers that
+            failed or are backing off (their markers are in neither set; retry
+            them).  A ``SERVER_ERROR`` reply (out of memory) leaves a key in
+            neither set.
+        """
+        now = time.monotonic()
+        per_server: dict[_Server, list[str]] = {}
+        if self._single is not None:
+            per_server[self._single] = list(markers)
+        else:
+            for key in markers:
+                per_server.setdefault(self.server_for(key), []).append(key)
+        stored: set[str] = set()
+        existed: set[str] = set()
+        failed: set[str] = set()
+        tail = b" 0 ME T%d\r\n\r\n" % self.ttl
+        for server, keys in per_server.items():
+            if server.retry_at > now:
+                failed.add(server.name)
+                continue
+            try:
+                for start in range(0, len(keys), BATCH_COMMANDS):
+                    part = keys[start:start + BATCH_COMMANDS]
+                    body = b"".join(b"ms " + key.encode("ascii") + tail for key in part)
+                    for key, reply in zip(part, self._round_trip(server, body)):
+                        if reply == b"HD":
+                            stored.add(key)
+                        elif reply == b"NS":
+                            existed.add(key)
+                        elif not reply.startswith(b"SERVER_ERROR"):
+                            raise StoreError(f"marker {key}: {reply.decode('ascii', 'replace')}")
+            except _ERRORS as exc:
+                server.failed(exc, time.monotonic())
+                failed.add(server.name)
+        return stored, existed, failed
+
+    def shared_value(self, key: str, proposed: str) -> str:
+        """Store *proposed* under *key* unless the item exists; return the item's value.
+
+        ``ms <key> <len> ME T<ttl>`` (``add``: the first writer wins) then
+        ``mg <key> v`` in one round trip, so every writer ends with the same
+        value — used for the day's visitor salt, kept for ``ttl`` seconds.
+
+        Args:
+            key: the item's key; proposed: printable ASCII without spaces.
+
+        Raises:
+            StoreError: the server is backing off, failed, or answered badly.
+        """
+        server = self.server_for(key)
+        if server.retry_at > time.monotonic():
+            raise StoreError(f"{server.name}: backing off ({server.last_error})")
+        data = proposed.encode("ascii")
+        body = b"ms %s %d ME T%d\r\n%s\r\nmg %s v\r\n" % (key.encode(), len(data), self.ttl, data, key.encode())
+        try:
+            replies = self._round_trip(server, body)
+        except _ERRORS as exc:
+            server.failed(exc, time.monotonic())
+            raise StoreError(f"{server.name}: {server.last_error}") from None
+        if len(replies) >= 3 and replies[0] in (b"HD", b"NS") and replies[1].startswith(b"VA "):
+            return replies[2].decode("ascii")
+        raise StoreError(f"{key}: unexpected reply {b' '.join(replies[:3])[:80]!r}")
 
     def _ttl_of(self, key: str) -> int:
         """The exptime of *key*: its dimension's (``ttl_by_dimension``) or the default."""

@@ -9,7 +9,9 @@ an operator) it flushes what it holds and exits 0.
 
 Counts wait in memory while memcached is down or slow, bounded by
 ``--max-pending-keys`` distinct keys; increments for new keys past that bound
-are dropped and counted (``dropped_counts`` in the status file).
+are dropped and counted (``dropped_counts`` in the status file).  Unique
+visitors go through marker items first (:mod:`logpipe.daemon.visitors`),
+bounded by ``--max-pending-visitors`` (``dropped_visitors``).
 """
 
 from __future__ import annotations
@@ -54,9 +56,14 @@ class Worker:
         self.settings = settings
         self.data_fd = data_fd
         self.ctrl_fd = ctrl_fd
-        self.pipeline = Pipeline(settings)
+        self.pipeline = Pipeline(settings, local_visitors=False)
         self.store = CounterStore(settings.servers(), settings.ttl, settings.timeout, settings.connect_timeout,
                                   ttl_by_dimension={"post_ip": settings.post_ip_ttl})
+        self.visitors = None
+        if self.pipeline.classifier._count_visitors:
+            from logpipe.daemon.visitors import VisitorMarkers
+
+            self.visitors = VisitorMarkers(self.store, settings)
         self.pending: dict[str, int] = {}
         self.pending_appends: dict[str, list[str]] = {}
         self.offset = 0
@@ -184,6 +191,8 @@ class Worker:
         if increments:
             counts, appends = self.pipeline.to_keys(increments)
             self._merge(counts, appends)
+        if self.visitors is not None:
+            self.visitors.add(self.pipeline.classifier.take_visits())
 
     def flush(self) -> bool:
         """Classify what was read and send it; ack when nothing is left pending.
@@ -193,6 +202,15 @@ class Worker:
         """
         offset = self.offset - self._held
         self.prepare()
+        visitors_ok = True
+        if self.visitors is not None and self.visitors.waiting():
+            # Markers first: only the ones stored now add to the visitors
+            # counters, which then go out with the other counts below.
+            increments, visitors_ok = self.visitors.flush()
+            if increments:
+                self._merge(increments, {})
+            if not visitors_ok:
+                self.last_flush_error = self.visitors.last_error or "visitor markers wait"
         if self.pending or self.pending_appends:
             done, done_appends, failed = self.store.flush(self.pending, self.pending_appends)
             for key in done:
@@ -208,10 +226,12 @@ class Worker:
                                             f"{len(self.pending)} keys wait")
                 # A server that failed may have restarted empty: index again.
                 self.pipeline.forget_index()
-            else:
+                if self.visitors is not None:
+                    self.visitors.forget()
+            elif visitors_ok:
                 self.last_flush_ok = time.time()
                 self.last_flush_error = None
-        if not self.pending and not self.pending_appends:
+        if not self.pending and not self.pending_appends and visitors_ok:
             self.last_flush_ok = self.last_flush_ok or time.time()
             if offset > self.acked:
                 self.acked = offset
@@ -251,11 +271,13 @@ class Worker:
         if self.pending:
             lost = sum(self.pending.values())
             warn(f"exiting with {lost} counts in {len(self.pending)} keys not delivered: {self.last_flush_error}")
+        if self.visitors is not None and self.visitors.waiting():
+            warn(f"exiting with {self.visitors.waiting()} visitor markers not delivered: {self.last_flush_error}")
         self.store.close()
 
     def _over_memory(self) -> bool:
         limit = self.settings.max_rss
-        if not limit or self.pending:
+        if not limit or self.pending or (self.visitors is not None and self.visitors.waiting()):
             return False
         return _rss() > limit
 
@@ -307,6 +329,8 @@ class Worker:
             "outcomes": dict(stats),
             "pending_keys": len(self.pending),
             "dropped_counts": self.dropped_counts,
+            "pending_visitors": self.visitors.waiting() if self.visitors is not None else 0,
+            "dropped_visitors": self.visitors.dropped if self.visitors is not None else 0,
             "flushes": self.flushes,
             "last_flush_ok": self.last_flush_ok,
             "last_flush_error": self.last_flush_error,

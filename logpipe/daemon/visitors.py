@@ -1,0 +1,141 @@
+"""The worker's unique-visitor markers: salts, pending markers, drops.
+
+Per flush (:meth:`VisitorMarkers.flush`, before the counters are sent): the
+day's salt is fetched or created (one round trip per day and worker, then
+cached), the flush's distinct visits are hashed into marker items
+(:class:`logpipe.counting.visitors.MarkerMaker`), the markers are added
+(:meth:`logpipe.daemon.store.CounterStore.add_markers`), and each marker that
+was *stored* adds 1 to its visitors counter among the worker's pending
+counts, sent in the same flush.  A marker that existed (another web server,
+a replay after a crash, an earlier flush) adds nothing: visitors are never
+counted twice.  The one window left is a worker killed after its markers were
+added and before the counter batch of the same flush was confirmed: those
+visitors are then not counted (an undercount, never a double count).
+
+While memcached is down, markers (and visits whose day has no salt yet) wait,
+at most ``--max-pending-visitors``; past it new ones are dropped and counted
+(``dropped_visitors`` in the status file).
+"""
+
+from __future__ import annotations
+
+from logpipe.config import Settings
+from logpipe.counting.visitors import MarkerMaker, new_salt, salt_key
+from logpipe.daemon.store import CounterStore, StoreError
+
+__all__ = ["VisitorMarkers"]
+
+#: Markers memcached has confirmed (stored or existing) that are not sent
+#: again; a set of ``hash()`` ints (about 60 bytes each), emptied when full.
+KNOWN_MARKERS = 50_000
+#: Days whose salt a worker keeps (besides those of the visits at hand).
+MAX_SALTS = 4
+
+
+class VisitorMarkers:
+    """Unique visitors of one worker (see the module docstring).
+
+    Args:
+        store: the worker's counter store (its ``ttl`` is the markers' and the salt's).
+        settings: ``prefix`` and ``max_pending_visitors``.
+    """
+
+    def __init__(self, store: CounterStore, settings: Settings):
+        self.store = store
+        self.prefix = settings.prefix
+        self.limit = settings.max_pending_visitors
+        self.maker = MarkerMaker(settings.prefix)
+        self.salts: dict[str, bytes] = {}
+        self._proposed: dict[str, str] = {}
+        self.raw: set[tuple] = set()
+        self.pending: dict[str, str] = {}
+        self._known: set[int] = set()
+        self.dropped = 0
+        self.new_visitors = 0
+        self.last_error: str | None = None
+
+    def waiting(self) -> int:
+        """Markers and raw visits not yet confirmed by memcached."""
+        return len(self.pending) + len(self.raw)
+
+    def add(self, visits: set[tuple]) -> None:
+        """Hold *visits* (``Classifier.take_visits()``) for the next flush, within the bound."""
+        if not visits:
+            return
+        if not self.raw:
+            self.raw = visits
+        else:
+            self.raw |= visits
+        over = len(self.raw) + len(self.pending) - self.limit
+        if over > 0:
+            for _ in range(min(over, len(self.raw))):
+                self.raw.pop()
+                self.dropped += 1
+
+    def flush(self) -> tuple[dict[str, int], bool]:
+        """Salt, hash and add the held markers.
+
+        Returns:
+            ``({visitors counter key: n}, ok)``: the increments for markers
+            this flush stored, and False when something must be retried.
+        """
+        ok = True
+        if self.raw:
+            ok = self._ensure_salts({visit[0] for visit in self.raw})
+            markers, self.raw = self.maker.markers(self.raw, self.salts)
+            pending, known = self.pending, self._known
+            room = self.limit - len(pending) - len(self.raw)
+            for marker, counter in markers.items():
+                if marker in pending or hash(marker) in known:
+                    continue
+                if room <= 0:
+                    self.dropped += 1
+                    continue
+                pending[marker] = counter
+                room -= 1
+        increments: dict[str, int] = {}
+        if self.pending:
+            stored, existed, failed = self.store.add_markers(list(self.pending))
+            known = self._known
+            if len(known) + len(stored) + len(existed) > KNOWN_MARKERS:
+                known.clear()
+            for marker in stored:
+                counter = self.pending.pop(marker)
+                increments[counter] = increments.get(counter, 0) + 1
+                known.add(hash(marker))
+            self.new_visitors += sum(1 for m in stored if "#v." in m)
+            for marker in existed:
+                del self.pending[marker]
+                known.add(hash(marker))
+            if failed:
+                ok = False
+                self.last_error = "; ".join(
+                    f"{s.name}: {s.last_error}" for s in self.store.servers if s.name in failed and s.last_error
+                ) or "backing off"
+        return increments, ok and not self.pending and not self.raw
+
+    def _ensure_salts(self, days: set[str]) -> bool:
+        """Fetch (or create: the first writer's wins) the salt of each day in *days*."""
+        ok = True
+        for day in days - self.salts.keys():
+            proposed = self._proposed.get(day) or new_salt()
+            try:
+                value = self.store.shared_value(salt_key(day, self.prefix), proposed)
+                self.salts[day] = bytes.fromhex(value)
+            except (StoreError, ValueError) as exc:
+                self.last_error = str(exc)
+                ok = False
+        # Live lines are at most a day late; old salts go, but never one this flush needs
+        # (a replayed archive spans many days).
+        for old in sorted(self.salts)[:-MAX_SALTS]:
+            if old not in days:
+                del self.salts[old]
+        return ok
+
+    def forget(self) -> None:
+        """After a server failure: it may have restarted empty, losing the
+        salt and markers.  Re-send confirmed markers, and re-add the salts
+        this worker holds (so the writers keep one salt for the day)."""
+        self._known.clear()
+        self._proposed = {day: salt.hex() for day, salt in self.salts.items()}
+        self.salts = {}
