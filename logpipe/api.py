@@ -20,7 +20,7 @@ import datetime as _dt
 from dataclasses import dataclass
 
 from logpipe.config import parse_servers
-from logpipe.keys import DEFAULT_PREFIX, counter_key, index_keys, normalize_path
+from logpipe.keys import DEFAULT_PREFIX, counter_key, index_keys, normalize_path, visitors_key
 from logpipe.daemon.store import CounterStore, StoreError
 
 __all__ = ["Reader", "StoreError", "today", "hits_today", "top"]
@@ -61,7 +61,7 @@ class Reader:
 
     def key(self, dimension: str, value: str, day: str | None = None, site: str | None = None) -> str:
         """The memcached key of one counter (see :func:`logpipe.keys.counter_key`)."""
-        if dimension in ("url", "notfound"):
+        if dimension in ("url", "notfound") or (dimension == "visitors" and value != "*"):
             value = normalize_path(value, fold_trailing_slash=self.fold)
         return counter_key(day or today(), dimension, value, site=site, prefix=self.prefix)
 
@@ -77,6 +77,18 @@ class Reader:
     def hits(self, path: str, day: str, site: str | None = None) -> int:
         """Page views of *path* on *day* (``YYYY-MM-DD``) while memcached still has it."""
         return self.count("url", path.split("?", 1)[0], day, site)
+
+    def visitors_today(self, path: str | None = None, site: str | None = None) -> int:
+        """Unique visitors today: of the whole site (*path* None), or of one URL
+        path (query string ignored).  A visitor is one (client address,
+        User-Agent) pair per day on page views (README, "Unique visitors")."""
+        return self.visitors(path, None, site)
+
+    def visitors(self, path: str | None, day: str | None, site: str | None = None) -> int:
+        """Unique visitors of *path* (None: the whole site) on *day* (``YYYY-MM-DD``,
+        default today) while memcached still has it; 0 when none."""
+        key = visitors_key(day or today(), path, site=site, prefix=self.prefix, fold_trailing_slash=self.fold)
+        return self.store.get_counts([key]).get(key, 0)
 
     def posts_last_hour(self, ip: str, now: _dt.datetime | None = None) -> int:
         """POST requests from *ip* in the current and the previous clock hour.
@@ -107,10 +119,12 @@ class Reader:
         """The *n* most counted values of *dimension* on *day* (all when *n* is None).
 
         Exact counts, from any number of writers: the values come from the
-        day's index and each count from its own counter.
+        day's index and each count from its own counter.  ``visitors`` ranks
+        URLs by unique visitors (values from the ``url`` index).
         """
         day = day or today()
-        values = self.values(dimension, day, site)
+        # visitors per URL have no index of their own: every such URL has url views that day.
+        values = self.values("url" if dimension == "visitors" else dimension, day, site)
         keys = {counter_key(day, dimension, v, site=site, prefix=self.prefix): v for v in values}
         counts = self.store.get_counts(list(keys))
         rows = sorted((Entry(keys[k], c) for k, c in counts.items()), key=lambda e: (-e.count, e.value))

@@ -1,7 +1,8 @@
 """``logpipe hits`` and ``logpipe top``: read counters back from memcached.
 
 ``logpipe hits URL [--date D] [--site S] [--json]`` prints one URL's page views
-for a day (today by default).  ``logpipe top [DIMENSION] [--date D] [-n N]
+and unique visitors for a day (today by default).  ``logpipe top visitors``
+ranks URLs by unique visitors.  ``logpipe top [DIMENSION] [--date D] [-n N]
 [--site S] [--json] [--watch]`` prints a dimension's most counted values.
 """
 
@@ -18,7 +19,7 @@ from logpipe.daemon.store import StoreError
 __all__ = ["add_arguments", "run"]
 
 DIMENSIONS = ("url", "referrer", "referrer_host", "keyword", "browser", "platform", "bot",
-              "status", "notfound", "post_ip")
+              "status", "notfound", "post_ip", "visitors")
 
 
 def add_arguments(parser, name: str) -> None:
@@ -64,17 +65,20 @@ def _hits(reader: Reader, args, settings) -> int:
     if args.days > 1:
         from logpipe.history import hits_table
 
-        rows = hits_table(reader, settings.db, args.url, day, args.days, site=args.site)
+        rows = [(*row, row.visitors) for row in
+                hits_table(reader, settings.db, args.url, day, args.days, site=args.site)]
     else:
-        rows = [(day, reader.hits(args.url, day, site=args.site), "memcached")]
+        rows = [(day, reader.hits(args.url, day, site=args.site), "memcached",
+                 reader.visitors(args.url, day, site=args.site))]
     if args.json:
         print(json.dumps({"url": args.url, "site": args.site,
-                          "days": [{"date": d, "views": n, "source": s} for d, n, s in rows]}))
+                          "days": [{"date": d, "views": n, "visitors": v, "source": s} for d, n, s, v in rows]}))
     elif len(rows) == 1:
-        print(rows[0][1])
+        print(f"{rows[0][1]} views, {rows[0][3]} unique visitors")
     else:
-        for d, n, source in rows:
-            print(f"{d}  {n:>9}  {source}")
+        print(f"{'day':<10}  {'views':>9}  {'visitors':>9}  source")
+        for d, n, source, visitors in rows:
+            print(f"{d}  {n:>9}  {'-' if visitors is None else visitors:>9}  {source}")
     return 0
 
 

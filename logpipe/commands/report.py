@@ -8,7 +8,7 @@ Content-Security-Policy forbids every network request, and every counted value
 page as escaped text or JSON, never as markup.
 
 Charts, for the N days ending with ``--date`` (default: the latest rolled-up
-day): daily page views (in all, and for the top URLs), daily requests split
+day): daily page views and unique visitors (in all, and views for the top URLs), daily requests split
 into humans and bots (the bot share), top referrer hosts, search keywords,
 browsers, platforms, bots and status codes; tables list the top values of each,
 plus the full referrers and the most requested missing pages.  A day that no
@@ -100,7 +100,7 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
         title: the page title (default "logpipe report").
 
     Returns:
-        ``{"days": [...], "covered": [...], "daily": {"page_views", "requests", "bots"},
+        ``{"days": [...], "covered": [...], "daily": {"page_views", "visitors", "requests", "bots"},
         "summary": {...}, "urls": {"top", "series"}, "panels": {dimension: {"top", "total"}},
         "sources": [...], ...}``; per-day lists follow ``days`` and hold None on days no
         rollup covered.
@@ -118,6 +118,9 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
         return [values.get(d, 0) if c else None for d, c in zip(names, covered)]
 
     page_views = per_day(history.totals("url", first, last, site))
+    # site-wide unique visitors (value "*"); with every site together a visitor
+    # of two virtual hosts counts once per host.
+    visitors = per_day(history.daily("visitors", "*", first, last, site))
     requests = per_day(history.totals("status", first, last, site))
     bots = per_day(history.totals("bot", first, last, site))
     top_urls = history.top("url", first, last, top, site)
@@ -140,7 +143,7 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
         "end": names[-1],
         "days": names,
         "covered": covered,
-        "daily": {"page_views": page_views, "requests": requests, "bots": bots},
+        "daily": {"page_views": page_views, "visitors": visitors, "requests": requests, "bots": bots},
         "summary": {
             "page_views": total_views,
             "requests": total_requests,
@@ -200,10 +203,11 @@ def render_html(data: dict) -> str:
     daily_rows = "".join(
         f'<tr data-day="{day}"><td>{day}</td>'
         f'<td class="n" data-count="{"" if pv is None else pv}">{_number(pv)}</td>'
+        f'<td class="n" data-count="{"" if uv is None else uv}">{_number(uv)}</td>'
         f'<td class="n" data-count="{"" if rq is None else rq}">{_number(rq)}</td>'
         f'<td class="n" data-count="{"" if bt is None else bt}">{_number(bt)}</td></tr>'
-        for day, pv, rq, bt in zip(data["days"], data["daily"]["page_views"], data["daily"]["requests"],
-                                   data["daily"]["bots"]))
+        for day, pv, uv, rq, bt in zip(data["days"], data["daily"]["page_views"], data["daily"]["visitors"],
+                                       data["daily"]["requests"], data["daily"]["bots"]))
     panels_html = []
     for dimension, panel in data["panels"].items():
         chart = ""
@@ -261,10 +265,10 @@ footer {{ color:var(--muted); padding:0 28px 24px; font-size:12px; }}
 <div class="tile" id="tile-bot-share"><b>{share_text}</b><span>bot share of requests</span></div>
 </div>
 <main>
-<section class="card" id="panel-daily"><h2>Page views per day</h2>
+<section class="card" id="panel-daily"><h2>Page views and unique visitors per day</h2>
 <div class="chart"><canvas id="chart-daily" role="img" aria-label="page views per day"></canvas></div>
 <details><summary>numbers per day</summary>
-<table class="numbers" id="table-daily"><thead><tr><th>day</th><th class="n">page views</th><th class="n">requests</th><th class="n">bot requests</th></tr></thead><tbody>{daily_rows}</tbody></table>
+<table class="numbers" id="table-daily"><thead><tr><th>day</th><th class="n">page views</th><th class="n">unique visitors</th><th class="n">requests</th><th class="n">bot requests</th></tr></thead><tbody>{daily_rows}</tbody></table>
 </details>
 </section>
 <section class="card" id="panel-bot-share"><h2>Requests per day: humans and bots</h2>
@@ -303,8 +307,9 @@ _SCRIPT = r"""
     charts += 1;
   }
   draw("chart-daily", {type: "bar", data: {labels: data.days, datasets: [
-      {label: "page views", data: data.daily.page_views, backgroundColor: "#2f6fdf"}]},
-    options: {scales: {y: {beginAtZero: true}}, plugins: {legend: {display: false}}}});
+      {label: "page views", data: data.daily.page_views, backgroundColor: "#2f6fdf"},
+      {label: "unique visitors", data: data.daily.visitors, backgroundColor: "#e8833a"}]},
+    options: {scales: {y: {beginAtZero: true}}, plugins: {legend: {position: "bottom"}}}});
   if (data.urls.top.length) {
     draw("chart-urls", {type: "line", data: {labels: data.days, datasets: data.urls.top.map(function (row, i) {
         var color = palette[i % palette.length];

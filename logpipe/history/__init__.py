@@ -42,7 +42,7 @@ from typing import Iterable
 
 from logpipe.daemon.store import StoreError
 
-__all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "HistoryError", "History", "hits_table", "hits", "url_value",
+__all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "HistoryError", "History", "hits_table", "hits", "url_value", "DayHits",
            "ensure_schema", "engine_for", "db_value", "metadata", "counts", "files", "file_days",
            "schema_version"]
 
@@ -455,9 +455,21 @@ def url_value(path: str, fold_trailing_slash: bool = True) -> str:
     return normalize_path(path.split("?", 1)[0], fold_trailing_slash=fold_trailing_slash)
 
 
+class DayHits(tuple):
+    """One row of :func:`hits_table`: the tuple ``(day, views, source)``, plus
+    ``.visitors`` (the URL's unique visitors that day, None when not counted)."""
+
+    def __new__(cls, day: str, views: int, source: str, visitors: int | None = None):
+        row = super().__new__(cls, (day, views, source))
+        row.visitors = visitors
+        return row
+
+
 def hits_table(reader, db_url: str, url: str, day: str, days: int, site: str | None = None, *,
                today: str | None = None, history: History | None = None) -> list[tuple[str, int, str]]:
     """One URL's page views for *days* days ending with *day*: ``[(day, views, source)]``, oldest first.
+    Each row is a :class:`DayHits`: its ``.visitors`` holds the URL's unique
+    visitors from the same source.
 
     Where each day's number comes from (*source*):
 
@@ -495,9 +507,11 @@ def hits_table(reader, db_url: str, url: str, day: str, days: int, site: str | N
         history = History(db_url)
     try:
         stored: dict[str, int] = {}
+        stored_visitors: dict[str, int] = {}
         covered: set[str] = set()
         if first < now:
             stored = history.daily("url", value, first, min(last, now), site or "")
+            stored_visitors = history.daily("visitors", value, first, min(last, now), site or "")
             covered = history.covered_days(first, min(last, now))
     finally:
         if own:
@@ -508,11 +522,12 @@ def hits_table(reader, db_url: str, url: str, day: str, days: int, site: str | N
         name = current.isoformat()
         live = current >= now or (current == now - _dt.timedelta(days=1) and name not in covered)
         if live and reader is not None:
-            rows.append((name, int(reader.hits(url, name, site=site)), "memcached"))
+            rows.append(DayHits(name, int(reader.hits(url, name, site=site)), "memcached",
+                                int(reader.visitors(url, name, site=site))))
         elif name in covered:
-            rows.append((name, stored.get(name, 0), "database"))
+            rows.append(DayHits(name, stored.get(name, 0), "database", stored_visitors.get(name, 0)))
         else:
-            rows.append((name, 0, "none"))
+            rows.append(DayHits(name, 0, "none"))
     return rows
 
 
@@ -520,6 +535,7 @@ def hits(path: str, days: int = 30, *, day: str | None = None, servers: str | No
          db: str = DEFAULT_DB, site: str | None = None, prefix: str = "logpipe",
          timeout: float = 1.0) -> list[tuple[str, int, str]]:
     """Page views of *path* per day, today from memcached and earlier days from the database.
+    Each row's ``.visitors`` is the URL's unique visitors (:class:`DayHits`).
 
     The recipe's ``hits``: what ``logpipe hits PATH --days N --json`` prints,
     as ``[(day, views, source)]`` oldest first (see :func:`hits_table`).
