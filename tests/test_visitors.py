@@ -1,0 +1,291 @@
+"""Issue 12, unique visitors: exact across web servers, crashes and restarts; private; everywhere.
+
+Real memcached and real httpd (tests/servers.py).  A visitor is one (client address,
+User-Agent) pair per day on page views (README, "Unique visitors").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections import defaultdict
+
+import pytest
+
+from logpipe.api import Reader, today
+from logpipe.keys import visitors_key
+
+from servers import wait_for
+
+DAY = "2026-11-21"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.{n}) Gecko/20100101 Firefox/120.{n}"
+BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+
+def line(ip: str, agent: str, path: str, *, clock: str = "10:00:00", status: int = 200,
+         day: str = "21/Nov/2026") -> bytes:
+    """One combined-format line."""
+    return (f'{ip} - - [{day}:{clock} +0000] "GET {path} HTTP/1.1" {status} 5 "-" "{agent}"\n').encode()
+
+
+def visits(ips: range, pages: int = 5) -> tuple[bytes, dict[str, set]]:
+    """Lines of visitors 10.1.x.y (one Firefox version each) viewing pages; plus what they make:
+    ``{"*": {visitor…}, "/p/N": {visitor…}}``."""
+    out, seen = [], defaultdict(set)
+    for i in ips:
+        ip, agent = f"10.1.{i // 256}.{i % 256}", FIREFOX.format(n=i % 3)
+        for k in range(1 + i % pages):
+            path = f"/p/{(i + k) % 7}"
+            out.append(line(ip, agent, path))
+            seen["*"].add((ip, agent))
+            seen[path].add((ip, agent))
+    return b"".join(out), seen
+
+
+def noise(ips: range) -> bytes:
+    """Requests that never make a visitor: bots, static files, errors, POSTs."""
+    out = []
+    for i in ips:
+        ip = f"10.9.{i // 256}.{i % 256}"
+        out.append(line(ip, BOT, "/p/1"))
+        out.append(line(ip, FIREFOX.format(n=1), "/style.css"))
+        out.append(line(ip, FIREFOX.format(n=1), "/favicon.ico"))
+        out.append(line(ip, FIREFOX.format(n=1), "/p/2", status=404))
+        out.append(line(ip, FIREFOX.format(n=1), "/p/3").replace(b"GET", b"POST"))
+    return b"".join(out)
+
+
+def expected_counts(seen: dict[str, set]) -> dict[str, int]:
+    return {visitors_key(DAY, None if path == "*" else path): len(who) for path, who in seen.items()}
+
+
+def read_visitors(memcached, keys) -> dict[str, int]:
+    reader = Reader(memcached.spec)
+    try:
+        return reader.store.get_counts(list(keys))
+    finally:
+        reader.close()
+
+
+def every_item(memcached) -> dict[str, bytes]:
+    """Every item memcached holds, key → value (lru_crawler metadump, then mg)."""
+    text = memcached.command(b"lru_crawler metadump all", b"END\r\n", timeout=10).decode("ascii")
+    keys = [urllib.parse.unquote(row.split()[0][4:]) for row in text.splitlines() if row.startswith("key=")]
+    out = {}
+    for key in keys:
+        reply = memcached.command(f"mg {key} v")
+        out[key] = reply.split(b"\r\n", 1)[1] if reply.startswith(b"VA") else b""
+    return out
+
+
+def assert_no_raw_identity(items: dict[str, bytes], ips: list[str], agents: list[str]) -> None:
+    assert items
+    for key, value in items.items():
+        if ":post_ip:" in key:
+            # POSTs per client address and hour, for anti-spam (README, "post_ip"): the one
+            # dimension that names addresses, for 2 hours; --dimensions without post_ip stores none.
+            continue
+        blob = key.encode() + b" " + value
+        for ip in ips:
+            assert ip.encode() not in blob, key
+        for agent in agents:
+            assert agent.encode() not in blob and b"Firefox/120" not in blob, key
+
+
+def daemon(logpipe_bin, memcached, status_dir, *extra):
+    return subprocess.Popen([logpipe_bin, "--memcached", memcached.spec, "--status-dir", str(status_dir),
+                             "--flush-interval", "0.2", *extra], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+# -- offline: --dry-run and --explain ------------------------------------------------------------
+
+
+def test_dry_run_counts_visitors_exactly_and_never_bots_or_static(logpipe_bin):
+    data, seen = visits(range(300))
+    result = subprocess.run([logpipe_bin, "--dry-run"], input=data + noise(range(50)), capture_output=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    keys = {k: int(n) for n, k in (row.split() for row in out.splitlines() if ":visitors:" in row)}
+    assert keys == expected_counts(seen)
+    assert f"unique visitors   300 on {DAY}" in out.splitlines()
+    off = subprocess.run([logpipe_bin, "--dry-run", "--dimensions", "url,status"], input=data,
+                         capture_output=True, timeout=60)
+    assert off.returncode == 0 and b"visitors" not in off.stdout
+
+
+def test_explain_says_whether_a_line_was_a_new_visitor(logpipe_bin):
+    agent = FIREFOX.format(n=0)
+    data = (line("10.0.0.1", agent, "/a") + line("10.0.0.1", agent, "/b") + line("10.0.0.2", agent, "/a")
+            + line("10.0.0.3", BOT, "/a") + line("10.0.0.1", agent, "/a", day="22/Nov/2026"))
+    result = subprocess.run([logpipe_bin, "--dry-run", "--explain"], input=data, capture_output=True, timeout=60)
+    notes = [row.strip() for row in result.stdout.decode().splitlines() if row.startswith("    visitor")]
+    assert notes == ["visitor: new today", "visitor: already counted today", "visitor: new today",
+                     "visitor: new today"]  # the bot line has none; a new day is a new visitor
+    assert "unique visitors   2 on 2026-11-21" in result.stdout.decode()
+
+
+# -- live: exactness -------------------------------------------------------------------------------
+
+
+def test_two_daemons_with_overlapping_visitors_count_each_once(logpipe_bin, memcached, tmp_path):
+    """Two web servers (two logpipe daemons) see overlapping visitors; memcached holds the exact
+    union, and no item holds a client address or User-Agent."""
+    first, seen_a = visits(range(0, 3000))
+    second, seen_b = visits(range(2000, 5000))
+    seen = defaultdict(set)
+    for part in (seen_a, seen_b):
+        for path, who in part.items():
+            seen[path] |= who
+    procs = [daemon(logpipe_bin, memcached, tmp_path / f"s{i}") for i in range(2)]
+    # fed at the same time, so both daemons add the shared visitors' markers concurrently
+    for proc, data in zip(procs, (first, second)):
+        threading.Thread(target=lambda p=proc, d=data: (p.stdin.write(d + noise(range(200))), p.stdin.close()),
+                         daemon=True).start()
+    for proc in procs:
+        assert proc.wait(120) == 0, proc.stderr.read()
+    expected = expected_counts(seen)
+    assert read_visitors(memcached, expected) == expected
+    assert expected[visitors_key(DAY)] == 5000
+    items = every_item(memcached)
+    assert_no_raw_identity(items, ["10.1.", "10.9."], [FIREFOX.format(n=n) for n in range(3)] + [BOT])
+    # one salt, one marker per visitor and one per (visitor, URL): nothing else per visitor
+    markers = [k for k in items if "#v." in k]
+    assert len(markers) == 5000 and len([k for k in items if k.endswith("#salt")]) == 1
+    assert len([k for k in items if "#u." in k]) == sum(len(w) for p, w in seen.items() if p != "*")
+
+
+def test_a_killed_worker_and_a_restarted_daemon_count_no_visitor_twice(logpipe_bin, memcached, tmp_path):
+    """SIGKILL the worker mid-stream (the supervisor replays what was not acknowledged), then run a
+    second daemon (a restart) over the same visitors again: every visitor counted once."""
+    data, seen = visits(range(4000))
+    lines = data.splitlines(keepends=True)
+    status = tmp_path / "status"
+    proc = daemon(logpipe_bin, memcached, status)
+    reader = Reader(memcached.spec)
+    try:
+        proc.stdin.write(b"".join(lines[: len(lines) // 2]))
+        proc.stdin.flush()
+        assert wait_for(lambda: reader.visitors(None, DAY) > 0, timeout=30)
+        workers = list(status.glob("worker-*.json"))
+        assert workers
+        os.kill(int(workers[0].stem.split("-")[1]), signal.SIGKILL)
+        for start in range(len(lines) // 2, len(lines), 500):  # the rest, while a new worker starts
+            proc.stdin.write(b"".join(lines[start:start + 500]))
+            proc.stdin.flush()
+
+        def replayed():
+            for path in status.glob("supervisor-*.json"):
+                try:
+                    return json.loads(path.read_text()).get("lines_replayed", 0)
+                except (OSError, ValueError):
+                    pass
+            return 0
+
+        # the new worker got lines again whose markers the killed one may have added
+        assert wait_for(lambda: replayed() > 0, timeout=30)
+        proc.stdin.close()
+        assert proc.wait(120) == 0, proc.stderr.read()
+        expected = expected_counts(seen)
+        assert read_visitors(memcached, expected) == expected
+        views = reader.hits("/p/0", DAY)
+        # a restart (new daemon, new worker, same day) over the same lines: views double, visitors do not
+        again = daemon(logpipe_bin, memcached, tmp_path / "again")
+        again.stdin.write(data)
+        again.stdin.close()
+        assert again.wait(120) == 0
+        assert reader.hits("/p/0", DAY) == 2 * views
+        assert read_visitors(memcached, expected) == expected
+    finally:
+        reader.close()
+
+
+def test_markers_wait_while_memcached_is_down_and_drops_are_reported(logpipe_bin, memcached_factory, tmp_path):
+    """With memcached stopped, markers wait (bounded by --max-pending-visitors) and the status file
+    says how many were dropped; once it is back, the kept ones are counted exactly once."""
+    server = memcached_factory()
+    server.stop()
+    status = tmp_path / "status"
+    proc = daemon(logpipe_bin, server, status, "--max-pending-visitors", "100")
+    try:
+        data, _seen = visits(range(400), pages=1)
+        proc.stdin.write(data)
+        proc.stdin.flush()
+
+        def dropped():
+            for path in status.glob("worker-*.json"):
+                try:
+                    doc = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    continue
+                if doc.get("dropped_visitors"):
+                    return doc
+            return None
+
+        assert wait_for(dropped, timeout=30)
+        doc = dropped()
+        assert doc["pending_visitors"] <= 100 and doc["dropped_visitors"] >= 200
+        server.restart()  # the same port, empty
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    kept = read_visitors(server, [visitors_key(DAY)]).get(visitors_key(DAY), 0)
+    assert 0 < kept <= 100
+
+
+# -- through httpd -----------------------------------------------------------------------------------
+
+
+def test_two_httpd_with_a_graceful_restart_count_exact_visitors(apache_factory, memcached, logpipe_bin,
+                                                                   tmp_path):
+    """Two real web servers behind one memcached; 60 browsers (distinct User-Agents) visit both,
+    one server restarts gracefully under load; bots and static files never count."""
+    logs = []
+    for i in range(2):
+        args = f"{logpipe_bin} --memcached {memcached.spec} --status-dir {tmp_path / f's{i}'} --flush-interval 0.2"
+        logs.append(apache_factory([f'CustomLog "|{args}" combined']))
+    for i in range(2):
+        assert wait_for(lambda i=i: list((tmp_path / f"s{i}").glob("supervisor-*.json")), timeout=20)
+    browsers = [f"Mozilla/5.0 (X11; Linux x86_64; rv:1{n}.0) Gecko/20100101 Firefox/1{n}.0" for n in range(60)]
+    plan = [(f"/page/{(n + k) % 4}", {"User-Agent": ua}) for n, ua in enumerate(browsers) for k in range(3)]
+    noise_plan = [("/page/1", {"User-Agent": BOT}), ("/style.css", {"User-Agent": browsers[0]})] * 20
+    results = []
+    threads = [threading.Thread(target=lambda a=apache: results.append(a.send(plan + noise_plan, concurrency=4)))
+               for apache in logs]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    logs[0].graceful()
+    for thread in threads:
+        thread.join(120)
+    for apache in logs:
+        apache.stop()
+    reader = Reader(memcached.spec)
+    try:
+        day = today()
+        per_url = defaultdict(set)
+        for path, headers in plan:
+            per_url[path].add(headers["User-Agent"])
+        assert wait_for(lambda: reader.visitors_today() == 60, timeout=20)
+        assert {p: reader.visitors_today(p) for p in per_url} == {p: len(w) for p, w in per_url.items()}
+        assert reader.visitors_today("/style.css") == 0
+        top = reader.top("visitors", day, n=None)
+        assert sorted((e.value, e.count) for e in top) == sorted((p, len(w)) for p, w in per_url.items())
+        shown = subprocess.run([logpipe_bin, "hits", "/page/1", "--memcached", memcached.spec],
+                               capture_output=True, text=True, timeout=30)
+        views = reader.hits_today("/page/1")
+        assert shown.stdout.strip() == f"{views} views, {len(per_url['/page/1'])} unique visitors"
+        top_cli = subprocess.run([logpipe_bin, "top", "visitors", "--memcached", memcached.spec, "--json"],
+                                 capture_output=True, text=True, timeout=30)
+        assert {r["value"]: r["count"] for r in json.loads(top_cli.stdout)["rows"]} == {
+            p: len(w) for p, w in per_url.items()}
+        assert_no_raw_identity(every_item(memcached), ["127.0.0.1"], browsers)
+    finally:
+        reader.close()
