@@ -92,8 +92,7 @@ def test_bots_404s_and_posts():
 
 
 def test_post_ip_counts_every_post_shape_and_keeps_ips_out_of_line_keys():
-    # visitors off: that dimension puts the client address in the line keys on purpose
-    pipeline = Pipeline(Settings(dimensions=Settings().dimensions.replace(",visitors", "")))
+    pipeline = Pipeline(Settings())
     pipeline.feed(b"\n".join([
         line("/comment", method="POST", ip="203.0.113.5", hour="14", status=302),
         line("/comment", method="POST", ip="203.0.113.6", hour="14", status=302),

@@ -17,10 +17,9 @@ Page-view rules (each an option; the README's "What is counted" lists them):
   (``--keep-query-param`` keeps listed parameters) and ``/path/`` counts as
   ``/path`` (``--keep-trailing-slash``).  ``--count-all`` counts every request.
 * ``referrer``/``referrer_host``/``keyword``/``browser``/``platform`` are
-  counted for page views; ``visitors`` records each page view's (client
-  address, User-Agent, day, site, URL) once per distinct line key in
-  :attr:`Classifier.visits` (turned into visitor counts by
-  :mod:`logpipe.counting.visitors`); ``bot`` for every bot request; ``status`` for every
+  counted for page views; ``visitors`` (unique (client address, User-Agent)
+  pairs of page views) is collected apart, from the same tuples and verdicts,
+  by :class:`logpipe.counting.visitors.VisitCollector`; ``bot`` for every bot request; ``status`` for every
   request; ``notfound`` for every 404; ``post_ip`` for every POST, per hour.
 """
 
@@ -76,18 +75,11 @@ class Classifier:
         # The hour and (unless --exclude-ip) the client IP are only for
         # post_ip, counted apart (Pipeline._count_posts): in the key they
         # would make nearly every line distinct.
-        # With ``visitors`` the client address and raw User-Agent stay in the
-        # key (a visitor is the pair); they stay out of the head below.
-        self._count_visitors = "visitors" in self.dimensions
-        if self._count_visitors:
-            apart = {"hour"}
-        else:
-            apart = {"user_agent", "hour"} | (set() if settings.exclude_ip else {"ip"})
+        apart = {"user_agent", "hour"} | (set() if settings.exclude_ip else {"ip"})
         rest = [i for i, name in enumerate(fields) if name not in apart]
         rest_fields = [fields[i] for i in rest]
         index = {name: i for i, name in enumerate(rest_fields)}
-        for name in ("site", "ip", "day", "hour", "method", "path", "query", "request", "status", "referer",
-                     "user_agent"):
+        for name in ("site", "ip", "day", "hour", "method", "path", "query", "request", "status", "referer"):
             setattr(self, "_i" + name, index.get(name))
         self._rest_of = _getter(rest)
         self._ua_of = operator.itemgetter(self._iua) if self._iua is not None else None
@@ -107,19 +99,15 @@ class Classifier:
         self._exclude_path = [p for p in settings.exclude_path]
         self._exclude_net = [ipaddress.ip_network(c, strict=False) for c in settings.exclude_ip]
         self._days: dict[bytes, str] = {}
-        #: ``{(day, site, url, address, user_agent)}`` of page views since
-        #: :meth:`take_visits` (raw bytes for the last two: never stored).
-        self.visits: set[tuple] = set()
-        if self._iip is None or self._iuser_agent is None:
-            self._count_visitors = False  # the LogFormat logs no %h/%a or no User-Agent
         self._paths: dict[tuple[bytes, bytes], tuple[str | None, bool, bool]] = {}
         # A tuple's *head*: every field but the day, hour, Referer and
         # User-Agent; _h<name> is a field's position in it.
-        not_head = {"day", "hour", "referer", "user_agent"} | (set() if settings.exclude_ip else {"ip"})
-        in_head = [i for i, name in enumerate(rest_fields) if name not in not_head]
+        in_head = [i for i, name in enumerate(rest_fields) if name not in ("day", "hour", "referer")]
         for position, i in enumerate(in_head):
             setattr(self, "_h" + rest_fields[i], position)
         self._head_of = _getter(in_head)
+        #: The head's positions in the parsed tuple (VisitCollector builds heads from those).
+        self.head_fields = [rest[i] for i in in_head]
         self._day_of = operator.itemgetter(self._iday) if self._iday is not None else (lambda f: None)
         self._heads: dict[tuple, tuple] = {}
         self._ips: dict[bytes, bool] = {}
@@ -152,9 +140,6 @@ class Classifier:
     def line_keys(self, tuples: list[tuple]) -> Iterable[tuple]:
         """What to count per parsed line: ``(fields but the User-Agent, Agent or None)``;
         the hour and client IP (kept for ``post_ip``) are left out as well.
-        With the ``visitors`` dimension the client address and the raw
-        User-Agent stay in (a visitor is that pair): more distinct keys, the
-        same C-level work per line.
 
         Runs in C per line (``zip``/``map``/``itemgetter`` and a dict lookup
         per User-Agent, :class:`_AgentCache`): many distinct agents share one
@@ -194,8 +179,6 @@ class Classifier:
         count_bot, count_all, count_url = self._count_bot, self._count_all, self._count_url
         count_browser, count_platform = self._count_browser, self._count_platform
         count_ref, count_host, count_keyword = self._count_referrer, self._count_referrer_host, self._count_keyword
-        visit = self.visits.add if self._count_visitors else None
-        iip, iua = self._iip, self._iuser_agent
         for (fields, agent), n in counted:
             raw_day = day_of(fields)
             day = day_get(raw_day) or self._day(raw_day)
@@ -237,8 +220,6 @@ class Classifier:
                 if count_url:
                     key = (day, "url", site, value)
                     out[key] = get(key, 0) + n
-                if visit is not None:
-                    visit((day, site, value, fields[iip], fields[iua]))
                 if explain:
                     explain(f"counted (--count-all): url {value}")
                 continue
@@ -251,8 +232,6 @@ class Classifier:
             if count_url:
                 key = (day, "url", site, value)
                 out[key] = get(key, 0) + n
-            if visit is not None:
-                visit((day, site, value, fields[iip], fields[iua]))
             if agent is not None:
                 if count_browser:
                     key = (day, "browser", site, agent.browser)
@@ -273,12 +252,6 @@ class Classifier:
                     out[key] = get(key, 0) + n
             if explain:
                 explain(f"page view: url {value}")
-
-    def take_visits(self) -> set[tuple]:
-        """The page views' ``(day, site, url, address, user_agent)`` recorded
-        since the last call (see :attr:`visits`), and start a new set."""
-        visits, self.visits = self.visits, set()
-        return visits
 
     def _day(self, raw_day: bytes | None) -> str | None:
         """``YYYY-MM-DD`` of a ``%t`` day (``21/Nov/2026``), cached; None when invalid."""
@@ -449,6 +422,7 @@ def needed_fields(settings: Settings) -> set[str]:
     if dims & {"referrer", "referrer_host", "keyword"}:
         fields.add("referer")
     if settings.exclude_ip or "visitors" in dims:
+        # visitors: read by VisitCollector only, not put in the line keys
         fields.add("ip")
     if "post_ip" in dims:
         # Read by Pipeline._count_posts only; Classifier leaves them out of

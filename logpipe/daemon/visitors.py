@@ -19,15 +19,17 @@ at most ``--max-pending-visitors``; past it new ones are dropped and counted
 
 from __future__ import annotations
 
+from array import array
+
 from logpipe.config import Settings
 from logpipe.counting.visitors import MarkerMaker, new_salt, salt_key
 from logpipe.daemon.store import CounterStore, StoreError
 
 __all__ = ["VisitorMarkers"]
 
-#: Markers memcached has confirmed (stored or existing) that are not sent
-#: again; a set of ``hash()`` ints (about 60 bytes each), emptied when full.
-KNOWN_MARKERS = 50_000
+#: Slots of the direct-mapped cache of visits already made into markers
+#: (pending or confirmed), not hashed or sent again: 8 bytes each (1 MiB).
+KNOWN_VISITS = 1 << 17
 #: Days whose salt a worker keeps (besides those of the visits at hand).
 MAX_SALTS = 4
 
@@ -49,7 +51,7 @@ class VisitorMarkers:
         self._proposed: dict[str, str] = {}
         self.raw: set[tuple] = set()
         self.pending: dict[str, str] = {}
-        self._known: set[int] = set()
+        self._known = array("q", bytes(8 * KNOWN_VISITS))
         self.dropped = 0
         self.new_visitors = 0
         self.last_error: str | None = None
@@ -59,7 +61,7 @@ class VisitorMarkers:
         return len(self.pending) + len(self.raw)
 
     def add(self, visits: set[tuple]) -> None:
-        """Hold *visits* (``Classifier.take_visits()``) for the next flush, within the bound."""
+        """Hold *visits* (``Pipeline.take_visits()``) for the next flush, within the bound."""
         if not visits:
             return
         if not self.raw:
@@ -80,39 +82,36 @@ class VisitorMarkers:
             this flush stored, and False when something must be retried.
         """
         ok = True
+        pending = self.pending
         if self.raw:
             ok = self._ensure_salts({visit[0] for visit in self.raw})
-            markers, self.raw = self.maker.markers(self.raw, self.salts)
-            pending, known = self.pending, self._known
+            markers, self.raw = self.maker.markers(self.raw, self.salts, self._known)
             room = self.limit - len(pending) - len(self.raw)
-            for marker, counter in markers.items():
-                if marker in pending or hash(marker) in known:
-                    continue
-                if room <= 0:
-                    self.dropped += 1
-                    continue
-                pending[marker] = counter
-                room -= 1
+            if len(markers) <= room:
+                pending.update(markers)
+            else:
+                for marker, counter in markers.items():
+                    if room > 0 and marker not in pending:
+                        pending[marker] = counter
+                        room -= 1
+                    elif marker not in pending:
+                        self.dropped += 1
         increments: dict[str, int] = {}
-        if self.pending:
-            stored, existed, failed = self.store.add_markers(list(self.pending))
-            known = self._known
-            if len(known) + len(stored) + len(existed) > KNOWN_MARKERS:
-                known.clear()
+        if pending:
+            stored, existed, failed = self.store.add_markers(list(pending))
+            get = increments.get
             for marker in stored:
-                counter = self.pending.pop(marker)
-                increments[counter] = increments.get(counter, 0) + 1
-                known.add(hash(marker))
+                counter = pending.pop(marker)
+                increments[counter] = get(counter, 0) + 1
             self.new_visitors += sum(1 for m in stored if "#v." in m)
             for marker in existed:
-                del self.pending[marker]
-                known.add(hash(marker))
+                del pending[marker]
             if failed:
                 ok = False
                 self.last_error = "; ".join(
                     f"{s.name}: {s.last_error}" for s in self.store.servers if s.name in failed and s.last_error
                 ) or "backing off"
-        return increments, ok and not self.pending and not self.raw
+        return increments, ok and not pending and not self.raw
 
     def _ensure_salts(self, days: set[str]) -> bool:
         """Fetch (or create: the first writer's wins) the salt of each day in *days*."""
@@ -134,8 +133,9 @@ class VisitorMarkers:
 
     def forget(self) -> None:
         """After a server failure: it may have restarted empty, losing the
-        salt and markers.  Re-send confirmed markers, and re-add the salts
-        this worker holds (so the writers keep one salt for the day)."""
-        self._known.clear()
+        salt and markers.  Make markers again for visits seen before, and
+        re-add the salts this worker holds (so the writers keep one salt for
+        the day)."""
+        self._known = array("q", bytes(8 * KNOWN_VISITS))
         self._proposed = {day: salt.hex() for day, salt in self.salts.items()}
         self.salts = {}

@@ -41,6 +41,9 @@ COALESCE_DELAY = 0.02
 #: Flush before the interval when this many distinct counted keys are held
 #: (a burst of new URLs): memory stays bounded, a few more round trips.
 FLUSH_EARLY_KEYS = 10_000
+#: Send unique-visitor markers before the interval when this many distinct
+#: visits are held: their memory stays small (README, "Unique visitors").
+MARKERS_EARLY = 2_000
 
 
 class Worker:
@@ -60,7 +63,7 @@ class Worker:
         self.store = CounterStore(settings.servers(), settings.ttl, settings.timeout, settings.connect_timeout,
                                   ttl_by_dimension={"post_ip": settings.post_ip_ttl})
         self.visitors = None
-        if self.pipeline.classifier._count_visitors:
+        if self.pipeline.visits is not None:
             from logpipe.daemon.visitors import VisitorMarkers
 
             self.visitors = VisitorMarkers(self.store, settings)
@@ -134,6 +137,8 @@ class Worker:
                 eof = self._read()
                 if self.pipeline.held() >= FLUSH_EARLY_KEYS:
                     self.flush()  # a burst of new keys: bound memory
+                elif self.visitors is not None and self.pipeline.visits_held() >= MARKERS_EARLY:
+                    self._send_markers()
             elif not ready:
                 self.prepare()  # idle: classify now, so a flush or EOF only sends
         self.final_flush()
@@ -191,8 +196,6 @@ class Worker:
         if increments:
             counts, appends = self.pipeline.to_keys(increments)
             self._merge(counts, appends)
-        if self.visitors is not None:
-            self.visitors.add(self.pipeline.classifier.take_visits())
 
     def flush(self) -> bool:
         """Classify what was read and send it; ack when nothing is left pending.
@@ -202,15 +205,9 @@ class Worker:
         """
         offset = self.offset - self._held
         self.prepare()
-        visitors_ok = True
-        if self.visitors is not None and self.visitors.waiting():
-            # Markers first: only the ones stored now add to the visitors
-            # counters, which then go out with the other counts below.
-            increments, visitors_ok = self.visitors.flush()
-            if increments:
-                self._merge(increments, {})
-            if not visitors_ok:
-                self.last_flush_error = self.visitors.last_error or "visitor markers wait"
+        # Markers first: only the ones stored now add to the visitors
+        # counters, which then go out with the other counts below.
+        visitors_ok = self._send_markers() if self.visitors is not None else True
         if self.pending or self.pending_appends:
             done, done_appends, failed = self.store.flush(self.pending, self.pending_appends)
             for key in done:
@@ -238,6 +235,19 @@ class Worker:
                 self._send(b"A %d\n" % offset)
             return True
         return False
+
+    def _send_markers(self) -> bool:
+        """Add the markers of the visits read so far; their stored ones become pending
+        visitors increments.  Returns False while some must be retried."""
+        self.visitors.add(self.pipeline.take_visits())
+        if not self.visitors.waiting():
+            return True
+        increments, ok = self.visitors.flush()
+        if increments:
+            self._merge(increments, {})
+        if not ok:
+            self.last_flush_error = self.visitors.last_error or "visitor markers wait"
+        return ok
 
     def _merge(self, counts: dict[str, int], appends: dict[str, list[str]]) -> None:
         pending = self.pending
