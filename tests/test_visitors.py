@@ -18,6 +18,7 @@ from collections import defaultdict
 import pytest
 
 from logpipe.api import Reader, today
+from logpipe.daemon.visitors import CHUNK
 from logpipe.keys import visitors_key
 
 from servers import wait_for
@@ -203,7 +204,12 @@ def test_a_killed_worker_and_a_restarted_daemon_count_no_visitor_twice(logpipe_b
         proc.stdin.close()
         assert proc.wait(120) == 0, proc.stderr.read()
         expected = expected_counts(seen)
-        assert read_visitors(memcached, expected) == expected
+        counted = read_visitors(memcached, expected)
+        # No visitor twice.  A kill between the marker round trip and the counter round trip
+        # right after it (README, "Unique visitors") leaves at most that chunk uncounted.
+        assert all(counted.get(key, 0) <= n for key, n in expected.items()), counted
+        site = visitors_key(DAY)
+        assert counted[site] >= expected[site] - len(killed) * CHUNK
         views = reader.hits("/p/0", DAY)
         # a restart (new daemon, new worker, same day) over the same lines: views double, visitors do not
         again = daemon(logpipe_bin, memcached, tmp_path / "again")
@@ -211,7 +217,7 @@ def test_a_killed_worker_and_a_restarted_daemon_count_no_visitor_twice(logpipe_b
         again.stdin.close()
         assert again.wait(120) == 0
         assert reader.hits("/p/0", DAY) == 2 * views
-        assert read_visitors(memcached, expected) == expected
+        assert read_visitors(memcached, expected) == counted
     finally:
         reader.close()
 

@@ -215,10 +215,12 @@ class MarkerMaker:
             if ident is None:
                 ident = ids[(day, address, agent)] = blake2b(
                     address + b"\0" + agent, key=salt, digest_size=DIGEST_BYTES).digest()
-            head = heads.get((day, site))
-            if head is None:
-                head = heads[(day, site)] = key_head(day, "visitors", site, self.prefix)
-            out[head + "#v." + ident.hex()] = head + ALL_VISITORS
+            known_head = heads.get((day, site))
+            if known_head is None:
+                head = key_head(day, "visitors", site, self.prefix)
+                known_head = heads[(day, site)] = (head, head + ALL_VISITORS)
+            head, everyone = known_head
+            out[head + "#v." + ident.hex()] = everyone
             if per_url:
                 counter = head + encode_value(url, MAX_KEY_BYTES - len(head))
                 digest = blake2b(ident + url.encode("utf-8", "surrogateescape"), digest_size=DIGEST_BYTES)

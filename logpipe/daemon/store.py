@@ -49,6 +49,9 @@ __all__ = ["CounterStore", "node_name", "StoreError", "BATCH_COMMANDS"]
 #: buffers while the batch is still being sent, or client and server block
 #: each other until the timeout.
 BATCH_COMMANDS = 4000
+#: Markers per round trip: fewer than counters, so that the batch's body
+#: (about 70 bytes a marker) stays small in the worker's memory.
+MARKER_BATCH = 1000
 #: Back-off after a server fails: first delay and cap, in seconds.
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
@@ -300,7 +303,7 @@ class CounterStore:
         """Create marker items (empty values, exptime ``ttl``) that do not exist yet.
 
         One ``ms <key> 0 ME T<ttl>`` per marker, pipelined in batches of
-        :data:`BATCH_COMMANDS` like the counters: memcached applies each as an
+        :data:`MARKER_BATCH`: memcached applies each as an
         atomic ``add``, so of several writers adding one marker exactly one
         gets ``HD``.
 
@@ -330,8 +333,8 @@ class CounterStore:
                 failed.add(server.name)
                 continue
             try:
-                for start in range(0, len(keys), BATCH_COMMANDS):
-                    part = keys[start:start + BATCH_COMMANDS]
+                for start in range(0, len(keys), MARKER_BATCH):
+                    part = keys[start:start + MARKER_BATCH]
                     body = b"".join(b"ms " + key.encode("ascii") + tail for key in part)
                     for key, reply in zip(part, self._round_trip(server, body)):
                         if reply == b"HD":

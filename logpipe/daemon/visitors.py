@@ -5,11 +5,11 @@ day's salt is fetched or created (one round trip per day and worker, then
 cached), the flush's distinct visits are hashed into marker items
 (:class:`logpipe.counting.visitors.MarkerMaker`), the markers are added
 (:meth:`logpipe.daemon.store.CounterStore.add_markers`), and each marker that
-was *stored* adds 1 to its visitors counter among the worker's pending
-counts, sent in the same flush.  A marker that existed (another web server,
+was *stored* adds 1 to its visitors counter, sent in the very next round
+trip (or, if that fails, kept with the worker's pending counts).  A marker that existed (another web server,
 a replay after a crash, an earlier flush) adds nothing: visitors are never
-counted twice.  The one window left is a worker killed after its markers were
-added and before the counter batch of the same flush was confirmed: those
+counted twice.  The one window left is a worker killed between the marker round
+trip and the counter round trip right after it (about a millisecond): those
 visitors are then not counted (an undercount, never a double count).
 
 While memcached is down, markers (and visits whose day has no salt yet) wait,
@@ -28,8 +28,11 @@ from logpipe.daemon.store import CounterStore, StoreError
 __all__ = ["VisitorMarkers"]
 
 #: Slots of the direct-mapped cache of visits already made into markers
-#: (pending or confirmed), not hashed or sent again: 8 bytes each (1 MiB).
-KNOWN_VISITS = 1 << 17
+#: (pending or confirmed), not hashed or sent again: 8 bytes each (512 KiB).
+KNOWN_VISITS = 1 << 16
+#: Visits hashed and sent per round trip (two markers each): bounds the
+#: memory a flush allocates for them.
+CHUNK = 250
 #: Days whose salt a worker keeps (besides those of the visits at hand).
 MAX_SALTS = 4
 
@@ -75,43 +78,75 @@ class VisitorMarkers:
                 self.dropped += 1
 
     def flush(self) -> tuple[dict[str, int], bool]:
-        """Salt, hash and add the held markers.
+        """Salt, hash and add the held markers, :data:`CHUNK` visits at a time.
 
         Returns:
-            ``({visitors counter key: n}, ok)``: the increments for markers
-            this flush stored, and False when something must be retried.
+            ``({visitors counter key: n}, ok)``: increments for stored markers
+            that could not be sent at once (to send with the other counts),
+            and False when something must be retried.
         """
         ok = True
-        pending = self.pending
-        if self.raw:
-            ok = self._ensure_salts({visit[0] for visit in self.raw})
-            markers, self.raw = self.maker.markers(self.raw, self.salts, self._known)
-            room = self.limit - len(pending) - len(self.raw)
-            if len(markers) <= room:
-                pending.update(markers)
-            else:
-                for marker, counter in markers.items():
-                    if room > 0 and marker not in pending:
-                        pending[marker] = counter
-                        room -= 1
-                    elif marker not in pending:
-                        self.dropped += 1
         increments: dict[str, int] = {}
-        if pending:
-            stored, existed, failed = self.store.add_markers(list(pending))
-            get = increments.get
-            for marker in stored:
-                counter = pending.pop(marker)
-                increments[counter] = get(counter, 0) + 1
-            self.new_visitors += sum(1 for m in stored if "#v." in m)
-            for marker in existed:
-                del pending[marker]
-            if failed:
+        raw = list(self.raw)
+        self.raw = set()
+        if raw:
+            ok = self._ensure_salts({visit[0] for visit in raw})
+        for start in range(0, max(len(raw), 1), CHUNK):
+            chunk = raw[start:start + CHUNK]
+            if chunk:
+                markers, left = self.maker.markers(chunk, self.salts, self._known)
+                self.raw |= left
+                self._hold(markers)
+            if self.pending and not self._send(increments):
                 ok = False
-                self.last_error = "; ".join(
-                    f"{s.name}: {s.last_error}" for s in self.store.servers if s.name in failed and s.last_error
-                ) or "backing off"
-        return increments, ok and not pending and not self.raw
+                self.raw.update(raw[start + CHUNK:])  # hashed on a later flush
+                break
+        return increments, ok and not self.pending and not self.raw
+
+    def _hold(self, markers: dict[str, str]) -> None:
+        """Add *markers* to the pending ones, within ``--max-pending-visitors``."""
+        pending = self.pending
+        room = self.limit - len(pending) - len(self.raw)
+        if len(markers) <= room:
+            pending.update(markers)
+            return
+        for marker, counter in markers.items():
+            if marker in pending:
+                continue
+            if room > 0:
+                pending[marker] = counter
+                room -= 1
+            else:
+                self.dropped += 1
+
+    def _send(self, increments: dict[str, int]) -> bool:
+        """Add the pending markers and, in the very next round trip, increment the
+        counters of the stored ones; increments that could not be sent are added
+        to *increments* (for the worker's pending counts).  Returns False when a
+        server failed (its markers stay pending)."""
+        pending = self.pending
+        stored, existed, failed = self.store.add_markers(list(pending))
+        counts: dict[str, int] = {}
+        get = counts.get
+        for marker in stored:
+            counter = pending.pop(marker)
+            counts[counter] = get(counter, 0) + 1
+        self.new_visitors += sum(1 for m in stored if "#v." in m)
+        for marker in existed:
+            del pending[marker]
+        if counts:
+            # At once: a worker killed between the two round trips would leave
+            # markers whose visitors were never counted (replays see them as known).
+            done, _appends, _failed = self.store.flush(counts, {})
+            for counter, n in counts.items():
+                if counter not in done:
+                    increments[counter] = increments.get(counter, 0) + n
+        if failed:
+            self.last_error = "; ".join(
+                f"{s.name}: {s.last_error}" for s in self.store.servers if s.name in failed and s.last_error
+            ) or "backing off"
+            return False
+        return True
 
     def _ensure_salts(self, days: set[str]) -> bool:
         """Fetch (or create: the first writer's wins) the salt of each day in *days*."""

@@ -43,7 +43,7 @@ COALESCE_DELAY = 0.02
 FLUSH_EARLY_KEYS = 10_000
 #: Send unique-visitor markers before the interval when this many distinct
 #: visits are held: their memory stays small (README, "Unique visitors").
-MARKERS_EARLY = 2_000
+MARKERS_EARLY = 1_000
 
 
 class Worker:
@@ -139,6 +139,8 @@ class Worker:
                     self.flush()  # a burst of new keys: bound memory
                 elif self.visitors is not None and self.pipeline.visits_held() >= MARKERS_EARLY:
                     self._send_markers()
+                    if len(self.pending) >= FLUSH_EARLY_KEYS:
+                        self.flush()  # many new visitors counters (one per URL): bound memory
             elif not ready:
                 self.prepare()  # idle: classify now, so a flush or EOF only sends
         self.final_flush()
