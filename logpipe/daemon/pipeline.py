@@ -43,7 +43,7 @@ _POST_OR_OTHER = frozenset((b"POST", b""))
 RAW_LIMIT = 10_000
 #: Distinct visit keys (unique visitors) held before they are judged: each
 #: keeps its line's address, User-Agent and path bytes alive.
-VISITS_LIMIT = 1_000
+VISITS_LIMIT = 2_000
 
 
 class Pipeline:

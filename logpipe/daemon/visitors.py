@@ -21,6 +21,11 @@ from __future__ import annotations
 
 from array import array
 
+try:  # the C helper behind Counter.update(iterable)
+    from _collections import _count_elements
+except ImportError:  # pragma: no cover - other Pythons
+    from collections import _count_elements  # type: ignore[attr-defined]
+
 from logpipe.config import Settings
 from logpipe.counting.visitors import MarkerMaker, new_salt, salt_key
 from logpipe.daemon.store import CounterStore, StoreError
@@ -32,7 +37,7 @@ __all__ = ["VisitorMarkers"]
 KNOWN_VISITS = 1 << 16
 #: Visits hashed and sent per round trip (two markers each): bounds the
 #: memory a flush allocates for them.
-CHUNK = 250
+CHUNK = 1500
 #: Days whose salt a worker keeps (besides those of the visits at hand).
 MAX_SALTS = 4
 
@@ -56,7 +61,6 @@ class VisitorMarkers:
         self.pending: dict[str, str] = {}
         self._known = array("q", bytes(8 * KNOWN_VISITS))
         self.dropped = 0
-        self.new_visitors = 0
         self.last_error: str | None = None
 
     def waiting(self) -> int:
@@ -127,13 +131,16 @@ class VisitorMarkers:
         pending = self.pending
         stored, existed, failed = self.store.add_markers(list(pending))
         counts: dict[str, int] = {}
-        get = counts.get
-        for marker in stored:
-            counter = pending.pop(marker)
-            counts[counter] = get(counter, 0) + 1
-        self.new_visitors += sum(1 for m in stored if "#v." in m)
-        for marker in existed:
-            del pending[marker]
+        if len(stored) == len(pending):  # all new: count in C
+            _count_elements(counts, pending.values())
+            pending.clear()
+        else:
+            get = counts.get
+            for marker in stored:
+                counter = pending.pop(marker)
+                counts[counter] = get(counter, 0) + 1
+            for marker in existed:
+                del pending[marker]
         if counts:
             # At once: a worker killed between the two round trips would leave
             # markers whose visitors were never counted (replays see them as known).

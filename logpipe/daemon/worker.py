@@ -43,7 +43,7 @@ COALESCE_DELAY = 0.02
 FLUSH_EARLY_KEYS = 10_000
 #: Send unique-visitor markers before the interval when this many distinct
 #: visits are held: their memory stays small (README, "Unique visitors").
-MARKERS_EARLY = 1_000
+MARKERS_EARLY = 3_000
 
 
 class Worker:
