@@ -364,3 +364,35 @@ def test_real_logs_against_goaccess_visitors_panel(name, real_logs_dir, logpipe_
     assert count_all == {d: all_requests.get(d, 0) for d in panel}
     assert all(0 < mine[d] <= panel[d] for d in panel if goaccess_like[d] > 5), (mine, panel)
     print(f"{name}: GoAccess {panel}; logpipe {mine}; logpipe --count-all {count_all}")
+
+
+# -- the store: markers and the shared salt --------------------------------------------------------
+
+
+def test_markers_are_added_once_across_writers_and_the_first_salt_wins(memcached):
+    """Two stores (two web servers) add overlapping markers concurrently: each marker is stored by
+    exactly one of them; the salt item keeps the first writer's value, for --ttl seconds."""
+    from logpipe.daemon.store import CounterStore
+
+    stores = [CounterStore([("127.0.0.1", memcached.port)], ttl=600) for _ in range(2)]
+    keys = [f"t:2026-11-21:visitors:#v.{i:024x}" for i in range(6000)]
+    results = [None, None]
+
+    def add(n):
+        results[n] = stores[n].add_markers(keys[n * 2000:n * 2000 + 4000])  # 2000 shared
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    (stored_a, existed_a, failed_a), (stored_b, existed_b, failed_b) = results
+    assert not failed_a and not failed_b and not stored_a & stored_b
+    assert stored_a | stored_b == set(keys) and len(existed_a) + len(existed_b) == 2000
+    first = stores[0].shared_value("t:2026-11-21:visitors:#salt", "a" * 32)
+    second = stores[1].shared_value("t:2026-11-21:visitors:#salt", "b" * 32)
+    assert first == second == "a" * 32
+    ttl = int(memcached.command("mg t:2026-11-21:visitors:#salt t").split()[1][1:])
+    assert 590 < ttl <= 600
+    for store in stores:
+        store.close()

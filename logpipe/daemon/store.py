@@ -337,16 +337,7 @@ class CounterStore:
                 for start in range(0, len(keys), MARKER_BATCH):
                     part = keys[start:start + MARKER_BATCH]
                     replies = self._round_trip(server, ("ms " + between.join(part) + tail).encode("ascii"))
-                    if replies.count(b"HD") == len(part):  # the usual batch: every marker new
-                        stored.update(part)
-                        continue
-                    for key, reply in zip(part, replies):
-                        if reply == b"HD":
-                            stored.add(key)
-                        elif reply == b"NS":
-                            existed.add(key)
-                        elif not reply.startswith(b"SERVER_ERROR"):
-                            raise StoreError(f"marker {key}: {reply.decode('ascii', 'replace')}")
+                    self._apply_count_replies(part, replies, stored, existed)
             except _ERRORS as exc:
                 server.failed(exc, time.monotonic())
                 failed.add(server.name)
@@ -394,8 +385,10 @@ class CounterStore:
         return replies
 
     @staticmethod
-    def _apply_count_replies(keys: list[str], replies: list[bytes], done_counts: set) -> None:
-        """One reply per ``ma``, in order: ``HD`` applied; ``SERVER_ERROR``
+    def _apply_count_replies(keys: list[str], replies: list[bytes], done_counts: set,
+                             existed: set | None = None) -> None:
+        """One reply per ``ma`` (or marker ``ms … ME``), in order: ``HD`` applied;
+        ``NS`` (markers only: it existed) into *existed*; ``SERVER_ERROR``
         (e.g. out of memory) not stored, left for a retry.
 
         Raises:
@@ -407,6 +400,8 @@ class CounterStore:
         for key, reply in zip(keys, replies):
             if reply == b"HD":
                 done_counts.add(key)
+            elif reply == b"NS" and existed is not None:
+                existed.add(key)
             elif not reply.startswith(b"SERVER_ERROR"):
                 raise StoreError(f"{key}: {reply.decode('ascii', 'replace')}")
 
