@@ -396,3 +396,17 @@ def test_markers_are_added_once_across_writers_and_the_first_salt_wins(memcached
     assert 590 < ttl <= 600
     for store in stores:
         store.close()
+
+
+def test_each_virtual_host_has_its_own_visitors(logpipe_bin):
+    agent = FIREFOX.format(n=0)
+    data = b"".join(b"%s:443 " % host.encode() + line(ip, agent, path)
+                    for host, ip, path in [("a.example", "10.0.0.1", "/x"), ("a.example", "10.0.0.1", "/y"),
+                                           ("b.example", "10.0.0.1", "/x"), ("b.example", "10.0.0.2", "/x")])
+    out = subprocess.run([logpipe_bin, "--dry-run", "--format", "vhost_combined"], input=data,
+                         capture_output=True, timeout=60).stdout.decode()
+    keys = {k: int(n) for n, k in (row.split() for row in out.splitlines() if ":visitors" in row)}
+    assert keys == {f"logpipe:{DAY}:visitors@a.example:*": 1, f"logpipe:{DAY}:visitors@a.example:/x": 1,
+                    f"logpipe:{DAY}:visitors@a.example:/y": 1, f"logpipe:{DAY}:visitors@b.example:*": 2,
+                    f"logpipe:{DAY}:visitors@b.example:/x": 2}
+    assert f"unique visitors   1 on {DAY} (a.example)" in out and f"unique visitors   2 on {DAY} (b.example)" in out
