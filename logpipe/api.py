@@ -21,7 +21,8 @@ import time as _time
 from dataclasses import dataclass
 
 from logpipe.config import parse_servers
-from logpipe.keys import DEFAULT_PREFIX, counter_key, index_keys, normalize_path, parse_today, today_key
+from logpipe.keys import (DEFAULT_PREFIX, counter_key, index_keys, normalize_path, parse_today, today_key,
+                          visitors_key)
 from logpipe.daemon.store import CounterStore, StoreError
 
 __all__ = ["Reader", "StoreError", "today", "hits_today", "top"]
@@ -108,7 +109,7 @@ class Reader:
 
     def key(self, dimension: str, value: str, day: str | None = None, site: str | None = None) -> str:
         """The memcached key of one counter (see :func:`logpipe.keys.counter_key`)."""
-        if dimension in ("url", "notfound"):
+        if dimension in ("url", "notfound") or (dimension == "visitors" and value != "*"):
             value = normalize_path(value, fold_trailing_slash=self.fold)
         return counter_key(day or self.today(), dimension, value, site=site, prefix=self.prefix)
 
@@ -124,6 +125,18 @@ class Reader:
     def hits(self, path: str, day: str, site: str | None = None) -> int:
         """Page views of *path* on *day* (``YYYY-MM-DD``) while memcached still has it."""
         return self.count("url", path.split("?", 1)[0], day, site)
+
+    def visitors_today(self, path: str | None = None, site: str | None = None) -> int:
+        """Unique visitors today: of the whole site (*path* None), or of one URL
+        path (query string ignored).  A visitor is one (client address,
+        User-Agent) pair per day on page views (README, "Unique visitors")."""
+        return self.visitors(path, None, site)
+
+    def visitors(self, path: str | None, day: str | None, site: str | None = None) -> int:
+        """Unique visitors of *path* (None: the whole site) on *day* (``YYYY-MM-DD``,
+        default today) while memcached still has it; 0 when none."""
+        key = visitors_key(day or self.today(), path, site=site, prefix=self.prefix, fold_trailing_slash=self.fold)
+        return self.store.get_counts([key]).get(key, 0)
 
     def posts_last_hour(self, ip: str, now: _dt.datetime | None = None) -> int:
         """POST requests from *ip* in the current and the previous clock hour.
@@ -155,10 +168,12 @@ class Reader:
         *day* default :meth:`today`).
 
         Exact counts, from any number of writers: the values come from the
-        day's index and each count from its own counter.
+        day's index and each count from its own counter.  ``visitors`` ranks
+        URLs by unique visitors (values from the ``url`` index).
         """
         day = day or self.today()
-        values = self.values(dimension, day, site)
+        # visitors per URL have no index of their own: every such URL has url views that day.
+        values = self.values("url" if dimension == "visitors" else dimension, day, site)
         keys = {counter_key(day, dimension, v, site=site, prefix=self.prefix): v for v in values}
         counts = self.store.get_counts(list(keys))
         rows = sorted((Entry(keys[k], c) for k, c in counts.items()), key=lambda e: (-e.count, e.value))

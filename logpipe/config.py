@@ -314,7 +314,7 @@ def _s(name, type, default, help, group, commands, unit="", metavar="", **more) 
 _STATIC_EXT = ("css,js,mjs,map,png,jpg,jpeg,gif,webp,avif,svg,ico,bmp,tif,tiff,woff,woff2,ttf,otf,eot,"
                "mp3,mp4,webm,ogg,wav,avi,mov,flv,swf,pdf,zip,gz,tgz,bz2,xz,7z,rar,tar,exe,dmg,iso,"
                "apk,deb,rpm,txt,xml,json,csv")
-_DIMENSIONS = "url,referrer,referrer_host,keyword,browser,platform,bot,bot_category,status,notfound,post_ip"
+_DIMENSIONS = "url,referrer,referrer_host,keyword,browser,platform,bot,bot_category,status,notfound,post_ip,visitors"
 
 #: Every setting, once.  Order: groups as in :data:`GROUPS`, then by importance.
 SETTINGS: tuple[Setting, ...] = (
@@ -354,6 +354,10 @@ SETTINGS: tuple[Setting, ...] = (
        "distinct counter keys the worker holds while memcached is unreachable; counts for new "
        "keys beyond it are dropped and reported (dropped_counts)", "daemon", ("daemon",), "keys",
        "N", validate=_between(0)),
+    _s("max_pending_visitors", "int", 200_000,
+       "unique-visitor marker items (and visits awaiting the day's salt) the worker holds while "
+       "memcached is unreachable; new visitors beyond it are dropped and reported (dropped_visitors)",
+       "daemon", ("daemon",), "visitors", "N", validate=_between(0)),
     _s("max_rss", "size", 512 << 20,
        "the worker is recycled after a flush when its resident memory (RSS) passes this",
        "daemon", ("daemon",), _BYTES, "BYTES"),

@@ -6,6 +6,8 @@ key layout is a public contract (README, "Key contract")::
     {prefix}:{YYYY-MM-DD}:{dimension}:{value}              one site
     {prefix}:{YYYY-MM-DD}:{dimension}@{site}:{value}       per virtual host (%v)
     {prefix}:#today                                        the day the writer counts in
+    {prefix}:{YYYY-MM-DD}:visitors:*                       unique visitors of the site
+    {prefix}:{YYYY-MM-DD}:visitors:{path}                  unique visitors of one URL
 
 memcached's text protocol allows keys of at most 250 bytes with no control
 characters and no whitespace (memcached ``doc/protocol.txt``, "Keys").  A value
@@ -38,6 +40,8 @@ __all__ = [
     "today_key",
     "today_value",
     "parse_today",
+    "ALL_VISITORS",
+    "visitors_key",
 ]
 
 DEFAULT_PREFIX = "logpipe"
@@ -46,6 +50,8 @@ MAX_KEY_BYTES = 250
 #: A per-day, per-dimension index is split in this many items so that 100,000
 #: distinct values stay below memcached's default 1 MiB item size limit.
 INDEX_SHARDS = 32
+#: The value of the site-wide ``visitors`` counter; never a path (paths start with ``/``).
+ALL_VISITORS = "*"
 
 _VERBATIM = re.compile(r"[!-\"$-~]+\Z")  # printable ASCII without space and '#'
 _UNSAFE_BYTE = re.compile(rb"[^!-~]")
@@ -160,6 +166,23 @@ def index_keys(
     """All index items of one day and dimension (see :func:`index_key`)."""
     head = key_head(day, dimension, site, prefix)
     return [f"{head}#index.{n}" for n in range(INDEX_SHARDS)]
+
+
+def visitors_key(day: str, path: str | None = None, *, site: str | None = None,
+                 prefix: str = DEFAULT_PREFIX, fold_trailing_slash: bool = True) -> str:
+    """The key of a unique-visitors counter (README, "Unique visitors").
+
+    Args:
+        day: ``YYYY-MM-DD``, the requests' ``%t`` day.
+        path: a URL path (query string ignored, normalized as for ``url``);
+            None for the whole site (``…:visitors:*``).
+        site: the virtual host (``%v``), when counts are kept per site.
+        prefix: the key prefix.
+        fold_trailing_slash: False when the writer runs with ``--keep-trailing-slash``.
+    """
+    value = ALL_VISITORS if path is None else normalize_path(
+        path.split("?", 1)[0], fold_trailing_slash=fold_trailing_slash)
+    return counter_key(day, "visitors", value, site=site, prefix=prefix)
 
 
 def normalize_path(path: str | bytes, *, fold_trailing_slash: bool = True) -> str:

@@ -71,6 +71,8 @@ def test_dimensions_of_a_human_page_view():
         (DAY, "referrer", None, "https://www.bing.com/search"): 1,
         (DAY, "referrer_host", None, "www.bing.com"): 1,
         (DAY, "keyword", None, "apache logs"): 1,
+        (DAY, "visitors", None, "*"): 1,
+        (DAY, "visitors", None, "/blog/1"): 1,
     }
 
 

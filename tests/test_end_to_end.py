@@ -67,7 +67,7 @@ def test_cli_hits_and_top_print_todays_counts(apache_factory, memcached, logpipe
     assert wait_for(lambda: reader.hits_today("/a") == 7 and reader.hits_today("/b") == 3, timeout=10)
     hits = subprocess.run([logpipe_bin, "hits", "/a/", "--memcached", memcached.spec],
                           capture_output=True, text=True, timeout=30)
-    assert hits.returncode == 0 and hits.stdout.strip() == "7"
+    assert hits.returncode == 0 and hits.stdout.strip() == "7 views, 1 unique visitors"
     top = subprocess.run([logpipe_bin, "top", "url", "-n", "10", "--memcached", memcached.spec],
                          capture_output=True, text=True, timeout=30)
     assert top.returncode == 0

@@ -286,7 +286,8 @@ INSTANCE = {
     "spool_bytes": OPT_NUM, "spool_max": OPT_NUM, "spool_fill": OPT_NUM,
     "worker_restarts_last_hour": (int, type(None)), "worker_recycles": OPT_NUM,
     "last_worker_exit": (dict, type(None)), "worker_lines": OPT_NUM, "rejected_share": OPT_NUM,
-    "pending_keys": OPT_NUM, "dropped_counts": OPT_NUM, "last_flush_age": OPT_NUM,
+    "pending_keys": OPT_NUM, "dropped_counts": OPT_NUM, "dropped_visitors": OPT_NUM,
+    "last_flush_age": OPT_NUM,
     "last_flush_error": OPT_STR, "memcached_spec": OPT_STR, "memcached": list, "checks": list,
 }
 SUPERVISOR = {"pid": int, "alive": bool, "orphaned_worker": bool, "process_status": str,
@@ -481,6 +482,7 @@ def test_supervisor_figures(standin, fields, check, status, words) -> None:
      "(0 keys wait)"),
     (lambda now: {"last_flush_ok": now - 3600}, "flush", OK, "flushes succeed"),  # idle
     (lambda now: {"dropped_counts": 3}, "dropped_counts", WARNING, "--max-pending-keys"),
+    (lambda now: {"dropped_visitors": 4}, "dropped_visitors", WARNING, "4 new visitors dropped"),
     (lambda now: {"updated": now - 40}, "worker_heartbeat", OK, "worker heartbeat 0."),  # see below
 ])
 def test_worker_figures(standin, fields, check, status, words) -> None:

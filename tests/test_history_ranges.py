@@ -63,11 +63,12 @@ def test_hits_days_with_memcached_stopped_prints_the_database_days(logpipe_bin, 
     down = logpipe(logpipe_bin, "hits", "/blog/1", "--days", "5", *common)
     assert down.returncode == 3  # documented: printed, but memcached could not be reached
     assert [line.split() for line in down.stdout.splitlines()] == [
-        [DAY[4].isoformat(), "0", "none"],
-        [DAY[3].isoformat(), "4", "database"],
-        [DAY[2].isoformat(), "8", "database"],
-        [DAY[1].isoformat(), "-", "unavailable"],   # yesterday, not rolled up: memcached's
-        [TODAY.isoformat(), "-", "unavailable"],    # never shown as 0
+        ["day", "views", "visitors", "source"],
+        [DAY[4].isoformat(), "0", "-", "none"],
+        [DAY[3].isoformat(), "4", "1", "database"],
+        [DAY[2].isoformat(), "8", "2", "database"],         # one visitor on each of two source hosts
+        [DAY[1].isoformat(), "-", "-", "unavailable"],   # yesterday, not rolled up: memcached's
+        [TODAY.isoformat(), "-", "-", "unavailable"],    # never shown as 0
         ["total", "12", "5", "days,", "2", "unavailable"]]
     assert len(down.stderr.splitlines()) == 1
     assert "memcached" in down.stderr and "unavailable" in down.stderr and memcached.spec in down.stderr
@@ -113,7 +114,7 @@ def test_report_with_memcached_stopped_writes_every_database_day(logpipe_bin, me
     assert data["unavailable_days"] == [DAY[1].isoformat(), TODAY.isoformat()]
     assert data["urls"]["top"] == [["/blog/1", 12], ["/other", 9]]
     page = down_file.read_text(encoding="utf-8")
-    assert page.count('class="n unavailable"') == 6  # two days, three columns
+    assert page.count('class="n unavailable"') == 8  # two days, four columns (views, visitors, requests, bots)
     assert "memcached could not be reached" in page
 
 

@@ -50,6 +50,8 @@ def test_page_views_bots_and_rejects_give_exact_keys():
         counter_key(day, "bot", "Googlebot"): 1,
         counter_key(day, "bot_category", "search"): 1,
         counter_key(day, "status", "200"): 4,
+        counter_key(day, "visitors", "*"): 2,  # two (address, User-Agent) pairs viewed pages
+        counter_key(day, "visitors", "/blog/1"): 2,
         counter_key(next_day, "status", "404"): 1,
         counter_key(next_day, "notfound", "/missing"): 1,
     }

@@ -117,6 +117,10 @@ def test_report_in_headless_chromium_draws_charts_whose_numbers_match_the_databa
             days = [(dt.date(2015, 5, 14) + dt.timedelta(days=i)).isoformat() for i in range(7)]
             covered = {str(d) for (d,) in sql(db, "SELECT DISTINCT day FROM file_days")}
             views, requests_per_day, bots = per_day(db, "url"), per_day(db, "status"), per_day(db, "bot")
+            visitors = {str(d): int(n) for d, n in sql(
+                db, "SELECT day, SUM(count) FROM counts WHERE dimension = 'visitors' AND value = '*' "
+                    "AND day BETWEEN :a AND :b GROUP BY day", a=START, b=END)}
+            assert visitors and all(0 < visitors[d] <= views[d] for d in visitors)
             expect_daily = [views.get(d, 0) if d in covered else None for d in days]
             assert expect_daily[:3] == [None, None, None] and all(expect_daily[3:])
             chart = page.evaluate("""id => { const c = Chart.getChart(id);
@@ -126,7 +130,7 @@ def test_report_in_headless_chromium_draws_charts_whose_numbers_match_the_databa
             rows = page.eval_on_selector_all("#table-daily tbody tr", """rows => rows.map(r =>
                 [r.dataset.day, ...Array.from(r.querySelectorAll('td.n')).map(td => td.dataset.count)])""")
             assert rows == [[d, *("" if d not in covered else str(m.get(d, 0))
-                                  for m in (views, requests_per_day, bots))] for d in days]
+                                  for m in (views, visitors, requests_per_day, bots))] for d in days]
             tiles = page.evaluate("""() => ['page-views', 'requests', 'bots'].map(
                 t => Number(document.querySelector('#tile-' + t + ' b').dataset.count))""")
             assert tiles == [sum(views.values()), sum(requests_per_day.values()), sum(bots.values())]

@@ -34,7 +34,7 @@ REAL = [
     ("zaki1003-bot-detection-prototype-access_10000.log", ZAKI_FORMAT),
 ]
 DIMENSIONS = ("url", "referrer", "referrer_host", "keyword", "browser", "platform", "bot", "bot_category",
-              "status", "notfound")
+              "status", "notfound", "visitors")
 
 
 def rollup(logpipe_bin, db, *args, check=True, **kwargs):
@@ -100,6 +100,10 @@ def live_counts(server: Memcached, index: int, days, sites) -> dict[tuple, int]:
                     for entry in reader.top(dimension, day, None, site or None):
                         key = (day, dimension, site, db_value(entry.value))
                         out[key] = out.get(key, 0) + entry.count
+                # unique visitors of the whole site: live markers and the rollup's own count agree
+                everyone = reader.visitors(None, day, site or None)
+                if everyone:
+                    out[(day, "visitors", site, "*")] = everyone
     finally:
         reader.close()
     return out
@@ -185,7 +189,16 @@ def test_two_source_hosts_into_one_postgresql_add_up(live, real_logs_dir, logpip
         assert proc.wait(300) == 0, proc.stderr.read()
     total = stored(postgres_db)
     days = sorted({k[0] for k in total})
-    assert total == live_counts(live, 0, days, [""])
+    live_total = live_counts(live, 0, days, [""])
+    # Unique visitors are exact per web server; only counts are stored, so a visitor that
+    # both servers saw counts once on each (README, "Unique visitors"): the sum is an upper
+    # bound, each host alone a lower bound of the live (exact) count.
+    per_host = {host: stored(postgres_db, f"source_host = '{host}'") for host in ("web1", "web2")}
+    for key, n in live_total.items():
+        if key[1] == "visitors":
+            assert max(h.get(key, 0) for h in per_host.values()) <= n <= total[key], key
+    assert {k: n for k, n in total.items() if k[1] != "visitors"} == {
+        k: n for k, n in live_total.items() if k[1] != "visitors"}
     hosts = table(postgres_db, "SELECT source_host, COUNT(*) FROM counts GROUP BY source_host ORDER BY 1")
     assert [h for h, _ in hosts] == ["web1", "web2"]
     rollup(logpipe_bin, postgres_db, "--format", fmt, "--source-host", "web1", str(web1))  # a re-run
@@ -376,9 +389,12 @@ def test_hits_days_today_from_memcached_and_history_from_the_database(logpipe_bi
     table_text = subprocess.run([logpipe_bin, "hits", "/blog/1", "--days", "3", "--db", db,
                                  "--memcached", memcached.spec], capture_output=True, text=True, timeout=60)
     assert table_text.returncode == 0
+    # views and unique visitors (one client address and User-Agent: 1 a day; web1 + web2 are 2)
     assert [line.split() for line in table_text.stdout.splitlines()] == [
-        [day[2].isoformat(), "8", "database"], [day[1].isoformat(), "3", "database"],
-        [day[0].isoformat(), "7", "memcached"], ["total", "18", "3", "days"]]
+        ["day", "views", "visitors", "source"],
+        [day[2].isoformat(), "8", "2", "database"], [day[1].isoformat(), "3", "1", "database"],
+        [day[0].isoformat(), "7", "1", "memcached"], ["total", "18", "3", "days"]]
+    assert [r.visitors for r in rows] == [1, 1]
 
 
 def test_hits_days_without_a_database_yet(memcached, tmp_path):

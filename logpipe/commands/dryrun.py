@@ -1,7 +1,8 @@
 """``logpipe --dry-run``: count stdin as the daemon would and print it; no server.
 
 Output (stdout): one line per memcached key, ``COUNT KEY``, sorted by key,
-then a summary of lines read, page views, requests not counted as page views
+then a summary of lines read, page views, unique visitors per day (and
+virtual host), requests not counted as page views
 by reason, and rejected lines by reason.  With ``--explain``, each line is
 printed first with what it counted or why it was not a page view.
 """
@@ -80,10 +81,15 @@ def summary_lines(pipeline: Pipeline, keys: int) -> list[str]:
     def listing(counts: dict[str, int]) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
 
+    visitors = []
+    if pipeline.visitors is not None:
+        for (day, site), n in sorted(pipeline.visitors.totals.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            visitors.append(f"unique visitors   {n} on {day}" + (f" ({site})" if site else ""))
     return [
         f"lines read        {pipeline.lines}",
         f"parsed            {parsed}",
         f"page views        {stats.get('page view', 0)}",
+        *visitors,
         f"not page views    {sum(not_counted.values())} ({listing(not_counted)})",
         f"rejected          {sum(rejected.values())} ({listing(rejected)})",
         f"keys              {keys}",

@@ -1,10 +1,10 @@
 """``logpipe hits`` and ``logpipe top``: counts of one URL, or a dimension's top values.
 
 ``logpipe hits URL [--date D | --from D --to D | --days N] [--site S] [--json]``
-prints one URL's page views: one number for one day, else a table per day and
+prints one URL's page views and unique visitors: one number for one day, else a table per day and
 a total.  ``logpipe top [DIMENSION] [--date D | --from D --to D | --days N]
 [-n N] [--site S] [--json] [--watch]`` prints a header, a dimension's most
-counted values and a total line.  Live days (today, and yesterday until it is
+counted values and a total line (``top visitors`` ranks URLs by unique visitors).  Live days (today, and yesterday until it is
 rolled up) come from memcached, finished days from the history database
 (``--db``): see :mod:`logpipe.history.ranges`.
 
@@ -33,7 +33,7 @@ from logpipe.errors import HistoryError
 __all__ = ["add_arguments", "run", "EXIT_INCOMPLETE", "EPILOG"]
 
 DIMENSIONS = ("url", "referrer", "referrer_host", "keyword", "browser", "platform", "bot", "bot_category",
-              "status", "notfound", "post_ip")
+              "status", "notfound", "post_ip", "visitors")
 #: Exit status when the output is printed but memcached could not give a live day (issue 13.3).
 EXIT_INCOMPLETE = 3
 EPILOG = ("Live days (today, and yesterday until logpipe rollup has stored it) come from memcached, "
@@ -125,21 +125,26 @@ def _hits(reader: Reader, args, settings, first: _dt.date, last: _dt.date) -> in
     from logpipe.history import UNAVAILABLE, hits_range
 
     rows = hits_range(reader, settings.db, args.url, first, last, site=args.site)
-    missing = [d for d, _n, source in rows if source == UNAVAILABLE]
-    total = sum(n for _d, n, _s in rows if n)
+    missing = [row[0] for row in rows if row[2] == UNAVAILABLE]
+    total = sum(row[1] for row in rows if row[1])
     if len(rows) == 1 and missing:  # one live day and no memcached: nothing to show
         _outage(args.command, settings, missing)
         return 1
     if args.json:
         print(json.dumps({"url": args.url, "site": args.site, "from": rows[0][0], "to": rows[-1][0],
                           "total": total, "complete": not missing,
-                          "days": [{"date": d, "views": n, "source": s} for d, n, s in rows]}))
+                          "days": [{"date": d, "views": n, "visitors": row.visitors, "source": s}
+                                   for row in rows for d, n, s in [row]]}))
     elif len(rows) == 1:
-        print(rows[0][1])
+        visitors = rows[0].visitors
+        print(f"{rows[0][1]} views, {'-' if visitors is None else visitors} unique visitors")
     else:
-        for d, n, source in rows:
-            print(f"{d}  {'-' if n is None else n:>9}  {source}")
-        print(f"{'total':<10}  {total:>9}  {len(rows)} days" + (f", {len(missing)} unavailable" if missing else ""))
+        print(f"{'day':<10}  {'views':>9}  {'visitors':>9}  source")
+        for row in rows:
+            d, n, source = row
+            print(f"{d}  {'-' if n is None else n:>9}  {'-' if row.visitors is None else row.visitors:>9}  {source}")
+        print(f"{'total':<10}  {total:>9}  {'':>9}  {len(rows)} days"
+              + (f", {len(missing)} unavailable" if missing else ""))
     if missing:
         _outage(args.command, settings, missing)
         return EXIT_INCOMPLETE

@@ -8,7 +8,7 @@ Content-Security-Policy forbids every network request, and every counted value
 page as escaped text or JSON, never as markup.
 
 Charts, for the N days ending with ``--date`` (default: the latest rolled-up
-day): daily page views (in all, and for the top URLs), daily requests split
+day): daily page views and unique visitors (in all, and views for the top URLs), daily requests split
 into humans and bots (the bot share) and into humans and each bot category,
 the top AI crawlers of each kind (training, AI search, fetches for one user), top referrer hosts, search keywords,
 browsers, platforms, bots and status codes; tables list the top values of each,
@@ -137,7 +137,7 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
         today: today's date (default: the local date).
 
     Returns:
-        ``{"days": [...], "covered": [...], "daily": {"page_views", "requests", "bots"},
+        ``{"days": [...], "covered": [...], "daily": {"page_views", "visitors", "requests", "bots"},
         "summary": {...}, "urls": {"top", "series"}, "panels": {dimension: {"top", "total"}},
         "sources": [...], ...}``; per-day lists follow ``days`` and hold None on days no
         rollup covered or memcached could not give (``"unavailable_days"``); ``"live"``
@@ -185,6 +185,11 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
     for category, per in live.series("bot_category", list(bot_kinds["categories"])).items():
         if any(per.values()):
             bot_kinds["series"].setdefault(category, {}).update(per)
+    # site-wide unique visitors (value "*"); with every site together a visitor
+    # of two virtual hosts counts once per host.
+    visitor_days = history.daily("visitors", "*", first, last, site)
+    visitor_days.update({d: n for d, n in live.series("visitors", ["*"])["*"].items()})
+    visitors = per_day(visitor_days)
     total_views = sum(v for v in page_views if v)
     total_requests = sum(v for v in requests if v)
     total_bots = sum(v for v in bots if v)
@@ -200,7 +205,7 @@ def build_report(history, end: str, days: int, *, site: str | None = None, top: 
         "live": [d in live.days for d in names],
         "unavailable_days": live.unavailable,
         "shown": shown_as,
-        "daily": {"page_views": page_views, "requests": requests, "bots": bots,
+        "daily": {"page_views": page_views, "visitors": visitors, "requests": requests, "bots": bots,
                   "bot_categories": {c: per_day(v) for c, v in bot_kinds["series"].items()}},
         "ai_crawlers": bot_kinds["ai"],
         "summary": {
@@ -374,9 +379,9 @@ def render_html(data: dict) -> str:
         return f'<td class="n" data-count="{"" if n is None else n}">{_number(n)}</td>'
 
     daily_rows = "".join(
-        f'<tr data-day="{day}"><td>{day}</td>{cell(day, pv)}{cell(day, rq)}{cell(day, bt)}</tr>'
-        for day, pv, rq, bt in zip(data["days"], data["daily"]["page_views"], data["daily"]["requests"],
-                                   data["daily"]["bots"]))
+        f'<tr data-day="{day}"><td>{day}</td>{cell(day, pv)}{cell(day, uv)}{cell(day, rq)}{cell(day, bt)}</tr>'
+        for day, pv, uv, rq, bt in zip(data["days"], data["daily"]["page_views"], data["daily"]["visitors"],
+                                       data["daily"]["requests"], data["daily"]["bots"]))
     outage = (f' · <span id="unavailable">{esc(", ".join(missing))} unavailable: memcached could not be '
               'reached</span>' if missing else "")
     panels_html = []
@@ -442,10 +447,10 @@ footer {{ color:var(--muted); padding:0 28px 24px; font-size:12px; }}
 <div class="tile" id="tile-bot-share"><b>{share_text}</b><span>bot share of requests</span></div>
 </div>
 <main>
-<section class="card" id="panel-daily"><h2>Page views per day</h2>
+<section class="card" id="panel-daily"><h2>Page views and unique visitors per day</h2>
 <div class="chart"><canvas id="chart-daily" role="img" aria-label="page views per day"></canvas></div>
 <details><summary>numbers per day</summary>
-<table class="numbers" id="table-daily"><thead><tr><th>day</th><th class="n">page views</th><th class="n">requests</th><th class="n">bot requests</th></tr></thead><tbody>{daily_rows}</tbody></table>
+<table class="numbers" id="table-daily"><thead><tr><th>day</th><th class="n">page views</th><th class="n">unique visitors</th><th class="n">requests</th><th class="n">bot requests</th></tr></thead><tbody>{daily_rows}</tbody></table>
 </details>
 </section>
 <section class="card" id="panel-bot-share"><h2>Requests per day: humans and bots</h2>
@@ -491,8 +496,9 @@ _SCRIPT = r"""
     charts += 1;
   }
   draw("chart-daily", {type: "bar", data: {labels: data.days, datasets: [
-      {label: "page views", data: data.daily.page_views, backgroundColor: "#2f6fdf"}]},
-    options: {scales: {y: {beginAtZero: true}}, plugins: {legend: {display: false}}}});
+      {label: "page views", data: data.daily.page_views, backgroundColor: "#2f6fdf"},
+      {label: "unique visitors", data: data.daily.visitors, backgroundColor: "#e8833a"}]},
+    options: {scales: {y: {beginAtZero: true}}, plugins: {legend: {position: "bottom"}}}});
   if (data.urls.top.length) {
     draw("chart-urls", {type: "line", data: {labels: data.days, datasets: data.urls.top.map(function (row, i) {
         var color = palette[i % palette.length];

@@ -17,8 +17,10 @@ Page-view rules (each an option; the README's "What is counted" lists them):
   (``--keep-query-param`` keeps listed parameters) and ``/path/`` counts as
   ``/path`` (``--keep-trailing-slash``).  ``--count-all`` counts every request.
 * ``referrer``/``referrer_host``/``keyword``/``browser``/``platform`` are
-  counted for page views; ``bot`` (the crawler's name) and ``bot_category``
-  (its kind) for every bot request; ``status`` for every
+  counted for page views; ``visitors`` (unique (client address, User-Agent)
+  pairs of page views) is collected apart, from the same tuples and verdicts,
+  by :class:`logpipe.counting.visitors.VisitCollector`; ``bot`` (the crawler's
+  name) and ``bot_category`` (its kind) for every bot request; ``status`` for every
   request; ``notfound`` for every 404; ``post_ip`` for every POST, per hour.
 """
 
@@ -105,6 +107,8 @@ class Classifier:
         for position, i in enumerate(in_head):
             setattr(self, "_h" + rest_fields[i], position)
         self._head_of = _getter(in_head)
+        #: The head's positions in the parsed tuple (VisitCollector builds heads from those).
+        self.head_fields = [rest[i] for i in in_head]
         self._day_of = operator.itemgetter(self._iday) if self._iday is not None else (lambda f: None)
         self._heads: dict[tuple, tuple] = {}
         self._ips: dict[bytes, bool] = {}
@@ -422,7 +426,8 @@ def needed_fields(settings: Settings) -> set[str]:
         fields.add("query")
     if dims & {"referrer", "referrer_host", "keyword"}:
         fields.add("referer")
-    if settings.exclude_ip:
+    if settings.exclude_ip or "visitors" in dims:
+        # visitors: read by VisitCollector only, not put in the line keys
         fields.add("ip")
     if "post_ip" in dims:
         # Read by Pipeline._count_posts only; Classifier leaves them out of

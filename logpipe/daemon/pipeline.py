@@ -41,6 +41,9 @@ _POST_OR_OTHER = frozenset((b"POST", b""))
 #: Each key holds its own copy of the path and Referer bytes, so a burst of
 #: distinct URLs would otherwise grow memory until the next flush.
 RAW_LIMIT = 10_000
+#: Distinct visit keys (unique visitors) held before they are judged: each
+#: keeps its line's address, User-Agent and path bytes alive.
+VISITS_LIMIT = 2_000
 
 
 class Pipeline:
@@ -49,13 +52,17 @@ class Pipeline:
     Args:
         settings: parsing and counting options.
         force_fallback: parse with apache-log-parser (tests).
+        local_visitors: count ``visitors`` exactly in this process
+            (:class:`~logpipe.counting.visitors.LocalVisitors`: dry-run,
+            rollup); False leaves the visits to :meth:`take_visits` (the
+            worker's memcached markers).
 
     Attributes:
         lines: lines fed so far; ``rejected``: Counter of unparseable lines
             by reason; ``classifier.stats``: outcomes of parsed lines.
     """
 
-    def __init__(self, settings: Settings, *, force_fallback: bool = False):
+    def __init__(self, settings: Settings, *, force_fallback: bool = False, local_visitors: bool = True):
         self.settings = settings
         self.parser = LineParser(settings.format, needed_fields(settings), force_fallback=force_fallback)
         self.classifier = Classifier(settings, self.parser.fields)
@@ -72,6 +79,15 @@ class Pipeline:
                 fields.index("request") if "request" in fields else None,
                 operator.itemgetter(fields.index("day"), fields.index("hour"), fields.index("ip")),
             )
+        self.visits = None
+        self.visitors = None
+        if "visitors" in settings.dimension_set():
+            from logpipe.counting.visitors import LocalVisitors, VisitCollector
+
+            if VisitCollector.possible(fields):
+                self.visits = VisitCollector(self.classifier, fields)
+                if local_visitors:
+                    self.visitors = LocalVisitors()
         self.lines = 0
         self.rejected: Counter = Counter()
         # day (YYYY-MM-DD) → {(day, dimension, site): values already in the index}
@@ -101,6 +117,8 @@ class Pipeline:
                 tuples, piece_rejected = self.parser.scan(chunk, start, stop)
                 self.lines += len(tuples) + len(piece_rejected)
                 _count_elements(self.raw, self.classifier.line_keys(tuples))
+                if self.visits is not None:
+                    self.visits.note(tuples)
                 if self._post_fields is not None:
                     self._count_posts(tuples)
                 del tuples
@@ -111,6 +129,8 @@ class Pipeline:
                 gc.enable()
         if len(self.raw) > RAW_LIMIT:
             self._classify_raw()
+        if self.visits is not None and len(self.visits.raw) > VISITS_LIMIT:
+            self.visits.resolve()
         for reason, _line in rejected:
             self.rejected[reason] += 1
         return rejected
@@ -119,6 +139,10 @@ class Pipeline:
         """Distinct increments classified but not yet taken (:meth:`take`); the
         unclassified line keys are bounded by :data:`RAW_LIMIT` on their own."""
         return len(self._classified)
+
+    def visits_held(self) -> int:
+        """Distinct visits (judged or not) not yet taken (:meth:`take_visits`)."""
+        return len(self.visits.raw) + len(self.visits.visits) if self.visits is not None else 0
 
     def rejected_counts(self) -> dict[str, int]:
         """Lines that cannot be counted, by reason: unparseable lines plus
@@ -161,11 +185,18 @@ class Pipeline:
         """
         self._classify_raw()
         out, self._classified = self._classified, {}
+        if self.visitors is not None:
+            self.visitors.count(self.visits.take(), out)
         if self.posts:
             posts, self.posts = self.posts, {}
             for (day, hour, ip), n in posts.items():
                 self.classifier.add_post(day, hour, ip, n, out)
         return out
+
+    def take_visits(self) -> set[tuple]:
+        """The distinct page-view visits since the last call (empty without ``visitors``);
+        see :class:`~logpipe.counting.visitors.VisitCollector`."""
+        return self.visits.take() if self.visits is not None else set()
 
     def _classify_raw(self) -> None:
         raw, self.raw = self.raw, {}
@@ -182,6 +213,12 @@ class Pipeline:
             say(f"rejected: {reason}")
             return out
         self.classifier.add(parsed, 1, out, say)
+        if self.visits is not None:
+            self.visits.note([parsed])
+            taken = self.visits.take()
+            if self.visitors is not None and taken:
+                new = self.visitors.count(taken, out)
+                say("visitor: new today" if new else "visitor: already counted today")
         if self._post_fields is not None:
             self._count_posts([tuple(b"" if v is None else v for v in parsed)])
             for (day, hour, ip), n in self.posts.items():
@@ -213,7 +250,7 @@ class Pipeline:
             # second life for every URL string (a 64-bit collision would only
             # leave one value out of the index).
             marker = hash(value)
-            if marker not in seen:
+            if marker not in seen and dimension != "visitors":  # visitors: read through the url index
                 seen.add(marker)
                 appends.setdefault(head + index_suffix(value), []).append(value)
         return counts, appends

@@ -10,7 +10,9 @@ an operator) it flushes what it holds and exits 0.
 
 Counts wait in memory while memcached is down or slow, bounded by
 ``--max-pending-keys`` distinct keys; increments for new keys past that bound
-are dropped and counted (``dropped_counts`` in the status file).
+are dropped and counted (``dropped_counts`` in the status file).  Unique
+visitors go through marker items first (:mod:`logpipe.daemon.visitors`),
+bounded by ``--max-pending-visitors`` (``dropped_visitors``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ COALESCE_DELAY = 0.02
 #: Flush before the interval when this many distinct counted keys are held
 #: (a burst of new URLs): memory stays bounded, a few more round trips.
 FLUSH_EARLY_KEYS = 10_000
+#: Send unique-visitor markers before the interval when this many distinct
+#: visits are held: their memory stays small (README, "Unique visitors").
+MARKERS_EARLY = 3_000
 
 
 class Worker:
@@ -54,9 +59,14 @@ class Worker:
         self.settings = settings
         self.data_fd = data_fd
         self.ctrl_fd = ctrl_fd
-        self.pipeline = Pipeline(settings)
+        self.pipeline = Pipeline(settings, local_visitors=False)
         self.store = CounterStore(settings.servers(), settings.ttl, settings.timeout, settings.connect_timeout,
                                   ttl_by_dimension={"post_ip": settings.post_ip_ttl})
+        self.visitors = None
+        if self.pipeline.visits is not None:
+            from logpipe.daemon.visitors import VisitorMarkers
+
+            self.visitors = VisitorMarkers(self.store, settings)
         self.pending: dict[str, int] = {}
         self.counting_day = CountingDay(settings.prefix)
         self.pending_appends: dict[str, list[str]] = {}
@@ -128,6 +138,10 @@ class Worker:
                 eof = self._read()
                 if self.pipeline.held() >= FLUSH_EARLY_KEYS:
                     self.flush()  # a burst of new keys: bound memory
+                elif self.visitors is not None and self.pipeline.visits_held() >= MARKERS_EARLY:
+                    self._send_markers()
+                    if len(self.pending) >= FLUSH_EARLY_KEYS:
+                        self.flush()  # many new visitors counters (one per URL): bound memory
             elif not ready:
                 self.prepare()  # idle: classify now, so a flush or EOF only sends
         self.final_flush()
@@ -195,6 +209,9 @@ class Worker:
         """
         offset = self.offset - self._held
         self.prepare()
+        # Markers first: only the ones stored now add to the visitors
+        # counters, which then go out with the other counts below.
+        visitors_ok = self._send_markers() if self.visitors is not None else True
         if self.pending or self.pending_appends:
             done, done_appends, failed = self.store.flush(self.pending, self.pending_appends,
                                                           self.counting_day.items())
@@ -211,16 +228,31 @@ class Worker:
                                             f"{len(self.pending)} keys wait")
                 # A server that failed may have restarted empty: index again.
                 self.pipeline.forget_index()
-            else:
+                if self.visitors is not None:
+                    self.visitors.forget()
+            elif visitors_ok:
                 self.last_flush_ok = time.time()
                 self.last_flush_error = None
-        if not self.pending and not self.pending_appends:
+        if not self.pending and not self.pending_appends and visitors_ok:
             self.last_flush_ok = self.last_flush_ok or time.time()
             if offset > self.acked:
                 self.acked = offset
                 self._send(P.ack(offset))
             return True
         return False
+
+    def _send_markers(self) -> bool:
+        """Add the markers of the visits read so far; their stored ones become pending
+        visitors increments.  Returns False while some must be retried."""
+        self.visitors.add(self.pipeline.take_visits())
+        if not self.visitors.waiting():
+            return True
+        increments, ok = self.visitors.flush()
+        if increments:
+            self._merge(increments, {})
+        if not ok:
+            self.last_flush_error = self.visitors.last_error or "visitor markers wait"
+        return ok
 
     def _merge(self, counts: dict[str, int], appends: dict[str, list[str]]) -> None:
         pending = self.pending
@@ -255,11 +287,14 @@ class Worker:
             lost = sum(self.pending.values())
             warn(f"exiting with {lost} counts in {len(self.pending)} keys not delivered: {self.last_flush_error}",
                  logging.ERROR)
+        if self.visitors is not None and self.visitors.waiting():
+            warn(f"exiting with {self.visitors.waiting()} visitor markers not delivered: {self.last_flush_error}",
+                 logging.ERROR)
         self.store.close()
 
     def _over_memory(self) -> bool:
         limit = self.settings.max_rss
-        if not limit or self.pending:
+        if not limit or self.pending or (self.visitors is not None and self.visitors.waiting()):
             return False
         return _rss() > limit
 
@@ -311,6 +346,8 @@ class Worker:
             P.OUTCOMES: dict(stats),
             P.PENDING_KEYS: len(self.pending),
             P.DROPPED_COUNTS: self.dropped_counts,
+            P.PENDING_VISITORS: self.visitors.waiting() if self.visitors is not None else 0,
+            P.DROPPED_VISITORS: self.visitors.dropped if self.visitors is not None else 0,
             P.FLUSHES: self.flushes,
             P.LAST_FLUSH_OK: self.last_flush_ok,
             P.LAST_FLUSH_ERROR: self.last_flush_error,

@@ -43,10 +43,10 @@ from logpipe.history.schema import (DEFAULT_DB, MAX_VALUE_BYTES, SCHEMA_VERSION,
                                     as_day, counts, safe_url, db_value, engine_for,
                                     ensure_schema, file_days, files, metadata, schema_version)
 from logpipe.history.reads import History, url_value  # noqa: F401
-from logpipe.history.ranges import (UNAVAILABLE, RangeTop, day_range, hits, hits_range, live_days,  # noqa: F401
+from logpipe.history.ranges import (UNAVAILABLE, DayHits, RangeTop, day_range, hits, hits_range, live_days,  # noqa: F401
                                     hits_table, top_range)
 
 __all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "HistoryError", "History", "hits_table", "hits", "url_value",
-           "hits_range", "top_range", "day_range", "live_days", "RangeTop", "UNAVAILABLE",
+           "DayHits", "hits_range", "top_range", "day_range", "live_days", "RangeTop", "UNAVAILABLE",
            "ensure_schema", "engine_for", "db_value", "metadata", "counts", "files", "file_days",
            "schema_version", "safe_url"]

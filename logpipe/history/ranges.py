@@ -17,7 +17,7 @@ from logpipe.daemon.store import StoreError
 from logpipe.history.reads import History, url_value
 from logpipe.history.schema import DEFAULT_DB, as_day, db_value
 
-__all__ = ["UNAVAILABLE", "day_range", "live_days", "hits_range", "hits_table", "hits", "top_range",
+__all__ = ["UNAVAILABLE", "DayHits", "day_range", "live_days", "hits_range", "hits_table", "hits", "top_range",
            "RangeTop"]
 
 #: ``source`` of a day whose number lives in memcached while memcached cannot be read:
@@ -65,9 +65,22 @@ def live_days(first: _dt.date, last: _dt.date, now: _dt.date, covered: set[str])
     return out
 
 
+class DayHits(tuple):
+    """One row of :func:`hits_range`: the tuple ``(day, views, source)``, plus
+    ``.visitors`` (the URL's unique visitors that day, None when not counted)."""
+
+    def __new__(cls, day: str, views: int | None, source: str, visitors: int | None = None):
+        row = super().__new__(cls, (day, views, source))
+        row.visitors = visitors
+        return row
+
+
 def hits_range(reader, db_url: str, url: str, start, end, site: str | None = None, *,
                today: str | None = None, history: "History | None" = None) -> list[tuple[str, int | None, str]]:
     """One URL's page views per day from *start* to *end*: ``[(day, views, source)]``, oldest first.
+
+    Each row is a :class:`DayHits`: its ``.visitors`` holds the URL's unique
+    visitors from the same source (None when unavailable or not counted).
 
     Where each day's number comes from (*source*):
 
@@ -102,31 +115,34 @@ def hits_range(reader, db_url: str, url: str, start, end, site: str | None = Non
         history = History(db_url)
     try:
         stored: dict[str, int] = {}
+        stored_visitors: dict[str, int] = {}
         covered: set[str] = set()
         if first < now:
             stored = history.daily("url", value, first, min(last, now), site or "")
+            stored_visitors = history.daily("visitors", value, first, min(last, now), site or "")
             covered = history.covered_days(first, min(last, now))
     finally:
         if own:
             history.close()
     live = set(live_days(first, last, now, covered))
-    rows: list[tuple[str, int | None, str]] = []
+    rows: list[DayHits] = []
     down = reader is None
     current = first
     while current <= last:
         name = current.isoformat()
         if current in live:
-            views = None
+            views = visitors = None
             if not down:
                 try:
                     views = int(reader.hits(url, name, site=site))
+                    visitors = int(reader.visitors(url, name, site=site))
                 except StoreError:
                     down = True  # one timeout, not one per day
-            rows.append((name, views, "memcached" if views is not None else UNAVAILABLE))
+            rows.append(DayHits(name, views, "memcached" if views is not None else UNAVAILABLE, visitors))
         elif name in covered:
-            rows.append((name, stored.get(name, 0), "database"))
+            rows.append(DayHits(name, stored.get(name, 0), "database", stored_visitors.get(name, 0)))
         else:
-            rows.append((name, 0, "none"))
+            rows.append(DayHits(name, 0, "none"))
         current += _dt.timedelta(days=1)
     return rows
 

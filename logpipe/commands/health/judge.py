@@ -261,7 +261,7 @@ def _judge_worker(verdict: Verdict, limits: Thresholds, now: float) -> None:
 
 
 def _judge_counters(verdict: Verdict, limits: Thresholds, now: float) -> None:
-    """``restarts``, ``spool``, ``dropped``, ``dropped_counts`` and ``rejected``."""
+    """``restarts``, ``spool``, ``dropped``, ``dropped_counts``, ``dropped_visitors`` and ``rejected``."""
     found, checks, figures = verdict.found, verdict.checks, verdict.figures
     sup, wst = found.status, found.worker_status
 
@@ -287,6 +287,10 @@ def _judge_counters(verdict: Verdict, limits: Thresholds, now: float) -> None:
     if counts:
         checks.add("dropped_counts", WARNING,
                    f"{counts:.0f} counts dropped by the worker (--max-pending-keys reached)")
+    visitors = wst.number(P.DROPPED_VISITORS)
+    if visitors:
+        checks.add("dropped_visitors", WARNING,
+                   f"{visitors:.0f} new visitors dropped by the worker (--max-pending-visitors reached)")
 
     lines = wst.number(P.LINES)
     rejected = wst.get(P.REJECTED)

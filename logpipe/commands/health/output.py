@@ -77,6 +77,7 @@ def instance_document(verdict: Verdict) -> dict:
         "rejected_share": _round(figures.rejected_share, 4),
         "pending_keys": wst.number(P.PENDING_KEYS),
         "dropped_counts": wst.number(P.DROPPED_COUNTS),
+        "dropped_visitors": wst.number(P.DROPPED_VISITORS),
         "last_flush_age": _round(figures.flush_age),
         "last_flush_error": wst.get(P.LAST_FLUSH_ERROR),
         "memcached_spec": found.memcached_spec,
