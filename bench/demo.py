@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             match = re.search(rb"\[(\d\d)/(\w{3})/(\d{4}):", logged[0])
             if match:
                 day = time.strftime("%Y-%m-%d", time.strptime(b"/".join(match.groups()).decode(), "%d/%b/%Y"))
-        for dimension, n in (("url", 10), ("referrer_host", 5), ("browser", 5), ("bot", 5)):
+        for dimension, n in (("url", 10), ("visitors", 5), ("referrer_host", 5), ("browser", 5), ("bot", 5),
+                             ("bot_category", 5)):
             cmd = [logpipe, "top", dimension, "-n", str(n), "--memcached", memcached.spec, "--date", day]
             res = _run(cmd)
             print(f"\n$ logpipe top {dimension} -n {n}")

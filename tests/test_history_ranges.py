@@ -182,3 +182,37 @@ def test_top_range_in_python_against_postgresql(logpipe_bin, memcached, postgres
     finally:
         reader.close()
         history.close()
+
+
+def test_top_visitors_totals_the_site_s_unique_visitors_not_the_urls_sum(logpipe_bin, memcached, tmp_path):
+    """Two visitors who each read /a and /b: 2 per URL, and 2 for the site (not 4), in the
+    database and in memcached; ``*`` (the site's counter) is never a row."""
+    other = ('192.0.2.9 - - [{d}/{m}/{y}:10:00:00 +0000] "GET {p} HTTP/1.1" 200 5 "-" '
+             '"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15"\n')
+
+    def day_lines(day):
+        month = day.strftime("%b")
+        return b"".join(clf(day, p) + other.format(d=f"{day.day:02d}", m=month, y=day.year, p=p).encode()
+                        for p in ("/a", "/b"))
+
+    db = f"sqlite:///{tmp_path}/v.sqlite3"
+    old = tmp_path / "old.log"
+    old.write_bytes(day_lines(DAY[3]))
+    assert logpipe(logpipe_bin, "rollup", "--db", db, str(old)).returncode == 0
+    live = subprocess.run([logpipe_bin, "--memcached", memcached.spec, "--status-dir", str(tmp_path / "s")],
+                          input=day_lines(TODAY), capture_output=True, timeout=60)
+    assert live.returncode == 0, live.stderr
+    common = ["--db", db, "--memcached", memcached.spec, "--json"]
+    for when in (["--date", DAY[3].isoformat()], ["--date", "today"]):
+        out = logpipe(logpipe_bin, "top", "visitors", *when, *common)
+        assert out.returncode == 0, out.stderr
+        document = json.loads(out.stdout)
+        assert document["rows"] == [{"value": "/a", "count": 2}, {"value": "/b", "count": 2}], when
+        assert document["total"] == 2, when
+    both = json.loads(logpipe(logpipe_bin, "top", "visitors", "--from", DAY[3].isoformat(), "--to", "today",
+                              *common).stdout)
+    assert both["rows"] == [{"value": "/a", "count": 4}, {"value": "/b", "count": 4}]
+    assert both["total"] == 4  # visitor-days: the same two people on two days
+    text = logpipe(logpipe_bin, "top", "visitors", "--date", "today", *common[:-1])
+    assert text.stdout.splitlines()[-1].split() == ["2", "unique", "visitors", "of", "the", "site", "(top", "2",
+                                                    "shown)"]

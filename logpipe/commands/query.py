@@ -206,7 +206,11 @@ def _top(reader: Reader, args, settings, first: _dt.date, last: _dt.date) -> int
         for value, count in result.rows:
             print(f"{count:>9}  {shown(value, args.dimension)}")
         shown_part = f"top {len(result.rows)} shown" if result.rows else "nothing counted"
-        print(f"{result.total:>9}  total of every {args.dimension} ({shown_part})")
+        if args.dimension == "visitors":  # the site's unique visitors, not the sum of the URLs'
+            days = "" if result.start == result.end else ", summed over the days"
+            print(f"{result.total:>9}  unique visitors of the site ({shown_part}{days})")
+        else:
+            print(f"{result.total:>9}  total of every {args.dimension} ({shown_part})")
     if result.unavailable_days:
         _outage(args.command, settings, result.unavailable_days)
         return EXIT_INCOMPLETE

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from logpipe.daemon.store import StoreError
 from logpipe.history.reads import History, url_value
 from logpipe.history.schema import DEFAULT_DB, as_day, db_value
+from logpipe.keys import ALL_VISITORS
 
 __all__ = ["UNAVAILABLE", "DayHits", "day_range", "live_days", "hits_range", "hits_table", "hits", "top_range",
            "RangeTop"]
@@ -301,6 +302,15 @@ def top_range(dimension: str, start, end, *, n: int | None = 10, site: str | Non
     finally:
         if own:
             history.close()
+    if dimension == "visitors":
+        # "*" is the site's unique visitors, not a URL: the total, not a row; summing the URLs'
+        # visitors would count a visitor of several pages several times (README, "Unique visitors").
+        result.total = counted.pop(ALL_VISITORS, 0)
+        read = [d for d in result.live_days if d not in result.unavailable_days]
+        try:
+            result.total += sum(reader.visitors(None, day, one_site or None) for day in read for one_site in live_sites)
+        except StoreError:
+            result.unavailable_days = sorted(set(result.unavailable_days) | set(read))
     rows = sorted(counted.items(), key=lambda item: (-item[1], item[0]))
     result.rows = rows if n is None else rows[:n]
     return result
