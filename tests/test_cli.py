@@ -276,3 +276,14 @@ def test_a_mistyped_command_under_httpd_drains_instead_of_exiting(apache_factory
     time.sleep(1.0)
     assert apache.logger_pids("tpo"), "the logger exited: httpd would respawn it"
     assert apache.error_log_text().count("unknown command 'tpo'") == text.count("unknown command 'tpo'")
+
+
+def test_dry_run_into_a_closed_pipe_stops_quietly(logpipe_bin):
+    """``logpipe --dry-run --explain | head -1``: no traceback when head closes the pipe."""
+    line = (b'192.0.2.1 - - [04/Dec/2026:10:00:00 +0000] "GET /a/ HTTP/1.1" 200 5 "-" '
+            b'"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"\n')
+    proc = subprocess.Popen([logpipe_bin, "--dry-run", "--explain"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first write
+    _out, err = proc.communicate(line * 20_000, timeout=60)
+    assert proc.returncode == 1 and b"Traceback" not in err, err.decode(errors="replace")

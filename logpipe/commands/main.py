@@ -214,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         from logpipe.commands.dryrun import run_dry_run
 
-        return run_dry_run(settings, explain=args.explain)
+        try:
+            return run_dry_run(settings, explain=args.explain)
+        except BrokenPipeError:
+            # The reader (head, less) closed the pipe: stop quietly, as cat does. stdout is
+            # pointed at /dev/null so the interpreter's final flush raises nothing more.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     return run_daemon(settings)
 
 
