@@ -112,8 +112,8 @@ def daemon_parser() -> argparse.ArgumentParser:
               "       logpipe COMMAND [OPTIONS]",
         description=_fill(
             "Apache piped logger: counts every request Apache logs into memcached counters "
-            "(page views per URL per day, referrers, keywords, browsers, platforms, bots, "
-            "status codes), keeps the raw lines in a dated archive and rolls finished days "
+            "(page views and unique visitors per URL per day, referrers, keywords, browsers, platforms, "
+            "bots and their kinds, status codes), keeps the raw lines in a dated archive and rolls finished days "
             "into a database.") + "\n\n" + _commands_text(),
         epilog=_fill(
             "Every option is also a config-file key (flush_interval = 2 for --flush-interval 2) "
