@@ -244,6 +244,39 @@ def test_a_worker_killed_between_marker_and_counter_commands_counts_exactly(poin
     assert values == {b"c"}
 
 
+def test_two_servers_two_daemons_one_killed_mid_commit_count_exactly(logpipe_bin, memcached_factory, tmp_path):
+    """Two memcached servers (markers live on their counter's server) and two daemons with
+    overlapping visitors; one daemon's worker dies between two send() calls of a commit."""
+    servers = [memcached_factory() for _ in range(2)]
+    spec = ",".join(server.spec for server in servers)
+    first, seen_a = visits(range(0, 3000))
+    second, seen_b = visits(range(1500, 4500))
+    seen = defaultdict(set)
+    for part in (seen_a, seen_b):
+        for path, who in part.items():
+            seen[path] |= who
+    flag = tmp_path / "killed"
+    procs = []
+    for i, data in enumerate((first, second)):
+        env = dict(os.environ, **({KILL_ENV: f"commit-half:{flag}"} if i == 0 else {}))
+        procs.append(subprocess.Popen([logpipe_bin, "--memcached", spec, "--status-dir", str(tmp_path / f"s{i}"),
+                                       "--flush-interval", "0.2"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env=env))
+    for proc, data in zip(procs, (first, second)):
+        threading.Thread(target=lambda p=proc, d=data: (p.stdin.write(d), p.stdin.close()), daemon=True).start()
+    for proc in procs:
+        assert proc.wait(120) == 0, proc.stderr.read()
+    assert flag.exists()
+    expected = expected_counts(seen)
+    reader = Reader(spec)
+    try:
+        assert reader.store.get_counts(list(expected)) == expected
+    finally:
+        reader.close()
+    per_server = [[k for k in every_item(server) if "#v." in k] for server in servers]
+    assert sum(map(len, per_server)) == 4500 and min(map(len, per_server)) == 0  # all with visitors:*
+
+
 def test_a_live_writers_young_pending_markers_are_not_taken_over(memcached):
     """Another writer reads a young pending marker (age within the grace) and waits; an old one
     (its creator dead) it takes over with a compare-and-swap, and of two takers only one wins."""

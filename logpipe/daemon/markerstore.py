@@ -36,12 +36,11 @@ import time
 
 from logpipe.daemon.store import CounterStore, StoreError, _ERRORS, _Server
 
-__all__ = ["MarkerStore", "UNIT_MARKERS", "SEND_CHUNK"]
+__all__ = ["MarkerStore", "UNIT_MARKERS"]
 
-#: Markers per unit at most (a unit is one ``ma`` after its markers' c-sets).
+#: Markers per unit at most (a unit is one ``ma`` after its markers' c-sets,
+#: about 20 KB); a ``send()`` carries whole units, about 3 units' worth of markers.
 UNIT_MARKERS = 256
-#: Bytes per ``send()`` at most (whole units; a unit is about 20 KB at most).
-SEND_CHUNK = 64 << 10
 #: Send buffer asked for the batch sockets (capped by net.core.wmem_max).
 SEND_BUFFER = 512 << 10
 #: Markers per claim or read round trip.
@@ -140,15 +139,21 @@ class MarkerStore:
             by_counter: dict[str, list[str]] = {}
             for key in keys:
                 by_counter.setdefault(owned[key], []).append(key)
-            units = []
+            chunks, current = [], []
             for counter, markers in by_counter.items():
                 for start in range(0, len(markers), UNIT_MARKERS):
                     part = markers[start:start + UNIT_MARKERS]
-                    units.append(b"".join(b"ms %s%s" % (m.encode(), cset) for m in part)
-                                 + b"ma %s N%d J%d D%d q\r\n" % (counter.encode(), ttl, len(part), len(part)))
+                    if len(current) + len(part) > UNIT_MARKERS * 3:  # about 60 KB: a send()
+                        chunks.append(b"".join(current))
+                        current = []
+                    current.extend(b"ms %s%s" % (m.encode(), cset) for m in part)
+                    current.append(b"ma %s N%d J%d D%d q\r\n" % (counter.encode(), ttl, len(part), len(part)))
+            if current:
+                chunks.append(b"".join(current))
+            del by_counter, current
             try:
                 sent = time.monotonic()
-                replies = exchange_units(server.batch, _chunks(units), on_sent)
+                replies = exchange_units(server.batch, chunks, on_sent)
                 server.succeeded(time.monotonic(), time.monotonic() - sent)
             except _ERRORS as exc:
                 server.failed(exc, time.monotonic())
@@ -190,20 +195,6 @@ class MarkerStore:
                               time.monotonic())
                 failed.add(server.name)
         return found, failed
-
-
-def _chunks(units: list[bytes]) -> list[bytes]:
-    """Join *units* into ``send()`` chunks of whole units, about :data:`SEND_CHUNK` bytes each."""
-    chunks, current, size = [], [], 0
-    for unit in units:
-        if current and size + len(unit) > SEND_CHUNK:
-            chunks.append(b"".join(current))
-            current, size = [], 0
-        current.append(unit)
-        size += len(unit)
-    if current:
-        chunks.append(b"".join(current))
-    return chunks
 
 
 def exchange_units(conn, chunks: list[bytes], on_sent=None) -> bytes:

@@ -147,8 +147,8 @@ class VisitorMarkers:
 
     def flush(self, check: bool = True) -> bool:
         """Salt, hash, claim and commit the held markers, :data:`CHUNK` visits at a time;
-        with *check*, then read the markers others hold (one ``mg`` round trip) and
-        take over the stale ones.
+        with *check* (or when :data:`CHUNK` of them wait), then read the markers
+        others hold (one ``mg`` round trip) and take over the stale ones.
 
         Returns:
             False while some marker waits (memcached down, a pending marker
@@ -169,6 +169,7 @@ class VisitorMarkers:
                 ok = False
                 self.raw.update(raw[start + CHUNK:])  # hashed on a later flush
                 break
+        check = check or len(self.checking) >= CHUNK  # bounds their memory between flushes
         if ok and check and self.checking and self._check() and (self.stale or self.pending):
             ok = self._claim_and_commit()
         return ok and not self.waiting()
