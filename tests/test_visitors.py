@@ -49,6 +49,15 @@ def visits(ips: range, pages: int = 5) -> tuple[bytes, dict[str, set]]:
     return b"".join(out), seen
 
 
+def union(*parts: dict[str, set]) -> dict[str, set]:
+    """The visitors of several ``visits()`` results together."""
+    seen: dict[str, set] = defaultdict(set)
+    for part in parts:
+        for path, who in part.items():
+            seen[path] |= who
+    return seen
+
+
 def noise(ips: range) -> bytes:
     """Requests that never make a visitor: bots, static files, errors, POSTs."""
     out = []
@@ -140,10 +149,7 @@ def test_two_daemons_with_overlapping_visitors_count_each_once(logpipe_bin, memc
     union, and no item holds a client address or User-Agent."""
     first, seen_a = visits(range(0, 3000))
     second, seen_b = visits(range(2000, 5000))
-    seen = defaultdict(set)
-    for part in (seen_a, seen_b):
-        for path, who in part.items():
-            seen[path] |= who
+    seen = union(seen_a, seen_b)
     procs = [daemon(logpipe_bin, memcached, tmp_path / f"s{i}") for i in range(2)]
     # fed at the same time, so both daemons add the shared visitors' markers concurrently
     for proc, data in zip(procs, (first, second)):
@@ -251,10 +257,7 @@ def test_two_servers_two_daemons_one_killed_mid_commit_count_exactly(logpipe_bin
     spec = ",".join(server.spec for server in servers)
     first, seen_a = visits(range(0, 3000))
     second, seen_b = visits(range(1500, 4500))
-    seen = defaultdict(set)
-    for part in (seen_a, seen_b):
-        for path, who in part.items():
-            seen[path] |= who
+    seen = union(seen_a, seen_b)
     flag = tmp_path / "killed"
     procs = []
     for i, data in enumerate((first, second)):

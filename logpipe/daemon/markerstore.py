@@ -67,6 +67,16 @@ class MarkerStore:
             out.setdefault(store.server_for(counter), []).append(marker)
         return out
 
+    def _live_batches(self, markers, failed: set[str]):
+        """Yield ``(server, [batch of at most MARKER_BATCH markers…])`` per server not
+        backing off; add the names of those backing off to *failed*."""
+        now = time.monotonic()
+        for server, keys in self._by_server(markers).items():
+            if server.retry_at > now:
+                failed.add(server.name)
+                continue
+            yield server, [keys[i:i + MARKER_BATCH] for i in range(0, len(keys), MARKER_BATCH)]
+
     def claim(self, new: dict[str, str], stale: dict[str, tuple[str, int]],
               value: bytes) -> tuple[set[str], set[str], set[str]]:
         """Add *new* markers and take over *stale* ones, with the pending *value*.
@@ -82,7 +92,6 @@ class MarkerStore:
             that failed or back off (their markers are in neither set).
         """
         store = self.store
-        now = time.monotonic()
         ttl = store.ttl
         head = b" %d ME T%d\r\n%s\r\n" % (len(value), ttl, value)
         routes = dict(new)
@@ -90,13 +99,9 @@ class MarkerStore:
         stored: set[str] = set()
         other: set[str] = set()
         failed: set[str] = set()
-        for server, keys in self._by_server(routes).items():
-            if server.retry_at > now:
-                failed.add(server.name)
-                continue
+        for server, parts in self._live_batches(routes, failed):
             try:
-                for start in range(0, len(keys), MARKER_BATCH):
-                    part = keys[start:start + MARKER_BATCH]
+                for part in parts:
                     body = b"".join(
                         b"ms %s%s" % (k.encode(), head) if k not in stale else
                         b"ms %s %d C%d T%d\r\n%s\r\n" % (k.encode(), len(value), stale[k][1], ttl, value)
@@ -170,16 +175,11 @@ class MarkerStore:
             markers on failed servers are absent.
         """
         store = self.store
-        now = time.monotonic()
         found: dict[str, tuple[bytes | None, int, int]] = {}
         failed: set[str] = set()
-        for server, keys in self._by_server(markers).items():
-            if server.retry_at > now:
-                failed.add(server.name)
-                continue
+        for server, parts in self._live_batches(markers, failed):
             try:
-                for start in range(0, len(keys), MARKER_BATCH):
-                    part = keys[start:start + MARKER_BATCH]
+                for part in parts:
                     replies = iter(store._round_trip(server, b"".join(b"mg %s v c t\r\n" % k.encode() for k in part)))
                     for key in part:
                         reply = next(replies)
