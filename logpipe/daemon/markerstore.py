@@ -15,9 +15,11 @@ batch sockets (memcached ``doc/protocol.txt``, "Meta Set", "Meta Arithmetic",
   closing ``mn``; measured here, it then applies every command it has
   received even when the writer is SIGKILLed right after sending (without
   ``q`` it stops at its first failed reply write: 170 of 2,000 applied).  The
-  batch goes out in *units* (one counter's c-sets and its ``ma``), each unit
-  in one ``send()`` that the socket buffer has room for, so a writer killed
-  between two ``send()`` calls leaves whole units applied or not.
+  batch goes out in *units* (one counter's c-sets and its ``ma``), whole
+  units per ``send()``, each started only when the socket buffer has room
+  for all of it (:func:`send_whole`) and only before the owner's deadline,
+  so neither a writer killed between two ``send()`` calls nor a timeout
+  leaves part of a unit sent.
 * :meth:`MarkerStore.read` — ``mg <marker> v c t``: value, CAS and remaining TTL.
 
 Markers are placed on their *counter's* server (not by their own key), so a
@@ -28,7 +30,6 @@ never read markers, so this placement is the writers' business only.
 from __future__ import annotations
 
 import fcntl
-import select
 import socket
 import struct
 import termios
@@ -119,11 +120,13 @@ class MarkerStore:
                 failed.add(server.name)
         return stored, other, failed
 
-    def commit(self, owned: dict[str, str], on_sent=None) -> tuple[set[str], set[str]]:
+    def commit(self, owned: dict[str, str], deadline: float, on_sent=None) -> tuple[set[str], set[str]]:
         """Mark *owned* markers counted and increment their counters, in units.
 
         Args:
             owned: ``{marker: counter}`` this writer claimed.
+            deadline: monotonic time after which no unit is sent (the owner's
+                window: later, another writer may take the markers over).
             on_sent: test hook, called as ``on_sent(units_sent, units)``
                 after each ``send()``; None in production.
 
@@ -158,7 +161,7 @@ class MarkerStore:
             del by_counter, current
             try:
                 sent = time.monotonic()
-                replies = exchange_units(server.batch, chunks, on_sent)
+                replies = exchange_units(server.batch, chunks, deadline, on_sent)
                 server.succeeded(time.monotonic(), time.monotonic() - sent)
             except _ERRORS as exc:
                 server.failed(exc, time.monotonic())
@@ -197,13 +200,14 @@ class MarkerStore:
         return found, failed
 
 
-def exchange_units(conn, chunks: list[bytes], on_sent=None) -> bytes:
+def exchange_units(conn, chunks: list[bytes], deadline: float, on_sent=None) -> bytes:
     """Send *chunks* (quiet commands) over *conn*, each with :func:`send_whole`, then
     ``mn``; return the replies before ``MN`` (empty when every command succeeded).
 
     Args:
         conn: a :class:`~logpipe.daemon.store._BatchConnection`.
         chunks: whole units each.
+        deadline: monotonic time after which no chunk is started.
         on_sent: test hook ``on_sent(chunks_sent, chunks)``, or None.
 
     Raises:
@@ -214,7 +218,6 @@ def exchange_units(conn, chunks: list[bytes], on_sent=None) -> bytes:
             conn.sock = conn._connect()
             conn._send_and_read(b"")  # a frozen server must answer before it gets a batch
         set_send_buffer(conn.sock)
-        deadline = time.monotonic() + conn.timeout
         for n, chunk in enumerate(chunks, 1):
             send_whole(conn.sock, chunk, deadline)
             if on_sent is not None:
@@ -228,24 +231,29 @@ def exchange_units(conn, chunks: list[bytes], on_sent=None) -> bytes:
 def send_whole(sock: socket.socket, chunk: bytes, deadline: float) -> None:
     """Send *chunk* with one ``send()`` once the socket buffer has room for all of it.
 
-    A ``send()`` that finds room copies everything before returning, so a
-    SIGKILL cannot split the chunk (it takes effect between system calls).
-    Waits (``select``, ``SIOCOUTQ``) until ``deadline`` (monotonic seconds);
-    past it, or if the chunk is larger than the buffer, sends in parts.
+    A ``send()`` that finds room copies everything before returning, so
+    neither a SIGKILL (it takes effect between system calls) nor a timeout
+    can leave part of the chunk sent.  Waits (``SIOCOUTQ``: bytes not yet
+    acknowledged) until *deadline* (monotonic seconds).
 
     Raises:
-        OSError: the socket failed or the deadline passed with bytes unsent.
+        TimeoutError: no room by *deadline*; nothing of *chunk* was sent.
+        OSError: the socket failed.
     """
-    try:
-        room = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
-        while time.monotonic() < deadline and len(chunk) <= room:
+    room = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
+    while True:
+        try:
             queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-            if room - queued >= len(chunk):
-                break
-            select.select([], [sock], [], 0.005)
-    except OSError:
-        pass  # no ioctl (unix socket on some systems): plain sendall
-    sock.sendall(chunk)
+        except OSError:
+            queued = 0  # no SIOCOUTQ here: rely on the send buffer
+        if room - queued >= len(chunk):
+            break
+        if time.monotonic() >= deadline:
+            raise TimeoutError("memcached reads too slowly: commit not sent")
+        time.sleep(0.0005)
+    sent = sock.send(chunk)
+    if sent < len(chunk):  # the kernel took less than it had room for: finish the units
+        sock.sendall(chunk[sent:])
 
 
 def set_send_buffer(sock: socket.socket) -> None:

@@ -218,7 +218,7 @@ class VisitorMarkers:
             if time.monotonic() - sent > self.owner_window:
                 self.checking.update(owned)  # too late to commit: others may take over; read them
             else:
-                _done, unsure = self.markers.commit(owned, on_sent)
+                _done, unsure = self.markers.commit(owned, sent + self.owner_window, on_sent)
                 for marker in unsure:
                     self.checking[marker] = owned[marker]
         if failed:
