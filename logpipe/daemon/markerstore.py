@@ -170,34 +170,44 @@ class MarkerStore:
             (unsure if replies else done).update(keys)  # quiet: any reply is an error
         return done, unsure
 
-    def read(self, markers: dict[str, str]) -> tuple[dict[str, tuple[bytes | None, int, int]], set[str]]:
+    def read(self, markers: dict[str, str]) -> tuple[set[str], dict[str, tuple[bytes | None, int, int]], set[str]]:
         """Read *markers* (``{marker: counter}``).
 
         Returns:
-            ``({marker: (value or None when missing, cas, remaining ttl)}, failed_servers)``;
-            markers on failed servers are absent.
+            ``(counted, others, failed_servers)``: the markers whose value is
+            not pending (``c``, or an older logpipe's empty value), ``{marker:
+            (value or None when missing, cas, remaining ttl)}`` for the rest,
+            and the servers that failed (their markers are in neither).
         """
         store = self.store
-        found: dict[str, tuple[bytes | None, int, int]] = {}
+        counted: set[str] = set()
+        others: dict[str, tuple[bytes | None, int, int]] = {}
         failed: set[str] = set()
         for server, parts in self._live_batches(markers, failed):
             try:
                 for part in parts:
-                    replies = iter(store._round_trip(server, b"".join(b"mg %s v c t\r\n" % k.encode() for k in part)))
+                    replies = store._round_trip(server, b"".join(b"mg %s v c t\r\n" % k.encode() for k in part))
+                    i = 0
                     for key in part:
-                        reply = next(replies)
+                        reply = replies[i]
                         if reply == b"EN":
-                            found[key] = (None, 0, 0)
+                            others[key] = (None, 0, 0)
+                            i += 1
                             continue
-                        if not reply.startswith(b"VA "):
+                        if reply[:3] != b"VA ":
                             raise StoreError(f"{key}: {reply.decode('ascii', 'replace')}")
+                        value = replies[i + 1]
+                        i += 2
+                        if value[:1] != b"p":  # the usual answer: counted
+                            counted.add(key)
+                            continue
                         flags = {f[:1]: f[1:] for f in reply.split()[2:]}
-                        found[key] = (next(replies), int(flags[b"c"]), int(flags[b"t"]))
-            except (_ERRORS + (StopIteration, KeyError, ValueError)) as exc:
+                        others[key] = (value, int(flags[b"c"]), int(flags[b"t"]))
+            except (_ERRORS + (IndexError, KeyError, ValueError)) as exc:
                 server.failed(exc if isinstance(exc, _ERRORS) else StoreError(f"bad reply: {exc!r}"),
                               time.monotonic())
                 failed.add(server.name)
-        return found, failed
+        return counted, others, failed
 
 
 def exchange_units(conn, chunks: list[bytes], deadline: float, on_sent=None) -> bytes:

@@ -231,7 +231,10 @@ class VisitorMarkers:
     def _check(self) -> bool:
         """Read the markers in :attr:`checking`: counted ones are done, missing ones
         are added again, stale pending ones go to :attr:`stale`, young ones stay."""
-        found, failed = self.markers.read(self.checking)
+        counted, found, failed = self.markers.read(self.checking)
+        checking = self.checking
+        for marker in counted:
+            del checking[marker]
         for marker, (value, cas, left) in found.items():
             counter = self.checking.pop(marker)
             if value is None:
