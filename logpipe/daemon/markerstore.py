@@ -167,7 +167,10 @@ class MarkerStore:
                 server.failed(exc, time.monotonic())
                 unsure.update(keys)
                 continue
-            (unsure if replies else done).update(keys)  # quiet: any reply is an error
+            # Quiet: only errors answer, and ``HD`` from an ``ma`` that created its counter
+            # (memcached 1.6.18 answers a vivifying ``N`` even under ``q``).
+            errors = replies and replies.replace(b"HD\r\n", b"").strip()
+            (unsure if errors else done).update(keys)
         return done, unsure
 
     def read(self, markers: dict[str, str]) -> tuple[set[str], dict[str, tuple[bytes | None, int, int]], set[str]]:
@@ -212,7 +215,8 @@ class MarkerStore:
 
 def exchange_units(conn, chunks: list[bytes], deadline: float, on_sent=None) -> bytes:
     """Send *chunks* (quiet commands) over *conn*, each with :func:`send_whole`, then
-    ``mn``; return the replies before ``MN`` (empty when every command succeeded).
+    ``mn``; return the replies before ``MN``: errors, and the ``HD`` of an ``ma``
+    that created its counter.
 
     Args:
         conn: a :class:`~logpipe.daemon.store._BatchConnection`.
