@@ -23,17 +23,23 @@ in the value, and this writer's) — its owner is dead, so take it over with
 a compare-and-swap set (``ms <marker> C<cas>``: one writer wins) to a fresh
 pending value, then commit it as an owner.
 
-**Why nothing is counted twice or lost.**  The counter of a marker is
-incremented only in a commit unit, after that marker's ``c`` and only by
-its owner; a unit is one connection's ordered commands (markers live on
-their counter's server), so a ``p`` marker was never counted (its unit, if
-sent, has not been applied) and a ``c`` marker was counted as soon as its
-unit was applied.  Only an owner commits, and ownership passes only from a
-dead owner: an owner commits within ``owner_window`` seconds of sending its
-claim, or not at all (it reads its markers again instead), and a marker is
-taken over only once it is older than the grace, which exceeds that window
-plus the round trips (memcached's clock ticks once a second).  Windows, each
-tested in ``tests/test_visitors.py`` with a worker that SIGKILLs itself
+**Why nothing is counted twice or lost.**  (1) A counter is incremented
+only in a commit unit — the unit's markers set to ``c``, then one ``ma`` —
+sent by the marker's owner.  A unit goes to the kernel whole, in one
+``send()`` that has room for it (a SIGKILL acts between system calls; a
+timeout never leaves half a unit sent), on one connection (markers live on
+their counter's server), and memcached applies quiet commands in order and
+all of those it received; so ``p`` means "never counted" and ``c`` means
+"counted".  (2) One owner per marker: ``add`` and the compare-and-swap
+takeover are atomic, and an owner starts no unit later than
+``owner_window`` after sending its claim, while a takeover needs the
+marker to be older than the grace (> that window + the round trips):
+a taker that still reads ``p`` knows the owner's commit never happened and
+never will.  (3) No loss: a worker acknowledges its lines only when all
+their markers are resolved (``waiting()`` is 0), so a dead owner's lines
+are replayed and its ``p`` markers found again — by its successor if no
+other writer gets there first — and taken over after the grace.  Windows,
+each tested in ``tests/test_visitors.py`` with a worker that SIGKILLs itself
 (:data:`KILL_ENV`):
 
 * killed after the claim, before the commit: the markers stay ``p``; after
