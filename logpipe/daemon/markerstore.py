@@ -14,7 +14,9 @@ batch sockets (memcached ``doc/protocol.txt``, "Meta Set", "Meta Arithmetic",
   is quiet (``q``: no ``HD``), so memcached writes nothing back before the
   closing ``mn``; measured here, it then applies every command it has
   received even when the writer is SIGKILLed right after sending (without
-  ``q`` it stops at its first failed reply write: 170 of 2,000 applied).  The
+  ``q`` it stops at its first failed reply write: 170 of 2,000 applied).
+  An ``ma`` that creates its counter answers ``HD`` even under ``q``, so the
+  claim round trip creates the counters first (``ma <counter> N<ttl> J0 D0``).  The
   batch goes out in *units* (one counter's c-sets and its ``ma``), whole
   units per ``send()``, each started only when the socket buffer has room
   for all of it (:func:`send_whole`) and only before the owner's deadline,
@@ -107,6 +109,10 @@ class MarkerStore:
                         b"ms %s%s" % (k.encode(), head) if k not in stale else
                         b"ms %s %d C%d T%d\r\n%s\r\n" % (k.encode(), len(value), stale[k][1], ttl, value)
                         for k in part)
+                    # The counters too, as 0 if missing: the commit's ``ma`` then never creates
+                    # one, and memcached answers a quiet commit nothing before ``mn``.
+                    body += b"".join(b"ma %s N%d J0 D0\r\n" % (c.encode(), ttl)
+                                     for c in {routes[k] for k in part})
                     replies = store._round_trip(server, body)
                     for key, reply in zip(part, replies):
                         if reply == b"HD":
