@@ -12,9 +12,10 @@ turns them into counts without ever storing the address or the User-Agent:
   the ``--ttl``), 12 bytes.  Each identity becomes one *marker* item per day
   (``{head}#v.{identity}``) and one per day and URL (``{head}#u.{digest}``),
   created with memcached ``add`` semantics; the counter (``{head}*`` or
-  ``{head}{path}``) is incremented only when the add stored the marker, so a
-  replayed line or a second web server can never count a visitor twice
-  (:class:`MarkerMaker`, :meth:`logpipe.daemon.store.CounterStore.add_markers`).
+  ``{head}{path}``) is incremented only by the writer whose add stored the
+  marker (or that took over a dead writer's), once, so a replayed line or a
+  second web server can never count a visitor twice, and a crashed writer's
+  visitors are still counted (:class:`MarkerMaker`, :mod:`logpipe.daemon.visitors`).
 * Offline (``--dry-run``, ``logpipe rollup``): exact sets of in-process
   ``hash()`` values, no salt needed (:class:`LocalVisitors`).
 

@@ -13,10 +13,8 @@ Each flush sends, per server, pipelined meta commands (memcached
 * ``ms <key> <len> T<ttl>`` + value — an item set with the TTL in the
   counters' round trip (the day the worker counts in, ``{prefix}:#today``,
   :mod:`logpipe.daemon.today`).  Answers ``HD``.
-* ``ms <marker> 0 ME T<ttl>`` — a unique-visitor marker, created only if
-  missing (memcached ``add`` semantics: ``HD`` stored, ``NS`` it existed);
-  :meth:`CounterStore.add_markers`.  The visitor counter is incremented by the
-  caller only for markers that were stored.
+* unique-visitor markers: :mod:`logpipe.daemon.markerstore` (their own
+  batches over these sockets).
 * ``mn`` — answers ``MN``, the end of the batch's replies.
 
 The batch exchange uses its own small socket code (:class:`_BatchConnection`):
@@ -53,9 +51,6 @@ __all__ = ["CounterStore", "node_name", "StoreError", "BATCH_COMMANDS"]
 #: buffers while the batch is still being sent, or client and server block
 #: each other until the timeout.
 BATCH_COMMANDS = 4000
-#: Markers per round trip: fewer than counters, so that the batch's body
-#: (about 70 bytes a marker) stays small in the worker's memory.
-MARKER_BATCH = 3000
 #: Back-off after a server fails: first delay and cap, in seconds.
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
@@ -310,50 +305,6 @@ class CounterStore:
             done_counts.difference_update(sets)
         return done_counts, done_appends, failed
 
-    def add_markers(self, markers: list[str]) -> tuple[set[str], set[str], set[str]]:
-        """Create marker items (empty values, exptime ``ttl``) that do not exist yet.
-
-        One ``ms <key> 0 ME T<ttl>`` per marker, pipelined in batches of
-        :data:`MARKER_BATCH`: memcached applies each as an
-        atomic ``add``, so of several writers adding one marker exactly one
-        gets ``HD``.
-
-        Args:
-            markers: marker keys (``logpipe.counting.visitors``).
-
-        Returns:
-            ``(stored, existed, failed_servers)``: keys this call created
-            (``HD``), keys that were there already (``NS``), and servers that
-            failed or are backing off (their markers are in neither set; retry
-            them).  A ``SERVER_ERROR`` reply (out of memory) leaves a key in
-            neither set.
-        """
-        now = time.monotonic()
-        per_server: dict[_Server, list[str]] = {}
-        if self._single is not None:
-            per_server[self._single] = list(markers)
-        else:
-            for key in markers:
-                per_server.setdefault(self.server_for(key), []).append(key)
-        stored: set[str] = set()
-        existed: set[str] = set()
-        failed: set[str] = set()
-        tail = " 0 ME T%d\r\n\r\n" % self.ttl
-        between = tail + "ms "
-        for server, keys in per_server.items():
-            if server.retry_at > now:
-                failed.add(server.name)
-                continue
-            try:
-                for start in range(0, len(keys), MARKER_BATCH):
-                    part = keys[start:start + MARKER_BATCH]
-                    replies = self._round_trip(server, ("ms " + between.join(part) + tail).encode("ascii"))
-                    self._apply_count_replies(part, replies, stored, existed)
-            except _ERRORS as exc:
-                server.failed(exc, time.monotonic())
-                failed.add(server.name)
-        return stored, existed, failed
-
     def shared_value(self, key: str, proposed: str) -> str:
         """Store *proposed* under *key* unless the item exists; return the item's value.
 
@@ -398,8 +349,8 @@ class CounterStore:
     @staticmethod
     def _apply_count_replies(keys: list[str], replies: list[bytes], done_counts: set,
                              existed: set | None = None) -> None:
-        """One reply per ``ma`` (or marker ``ms … ME``), in order: ``HD`` applied;
-        ``NS`` (markers only: it existed) into *existed*; ``SERVER_ERROR``
+        """One reply per ``ma``, in order: ``HD`` applied; ``NS`` into *existed*
+        when given; ``SERVER_ERROR``
         (e.g. out of memory) not stored, left for a retry.
 
         Raises:

@@ -1,16 +1,61 @@
-"""The worker's unique-visitor markers: salts, pending markers, drops.
+"""The worker's unique-visitor markers: salts, pending markers, takeovers, drops.
 
 Per flush (:meth:`VisitorMarkers.flush`, before the counters are sent): the
 day's salt is fetched or created (one round trip per day and worker, then
 cached), the flush's distinct visits are hashed into marker items
-(:class:`logpipe.counting.visitors.MarkerMaker`), the markers are added
-(:meth:`logpipe.daemon.store.CounterStore.add_markers`), and each marker that
-was *stored* adds 1 to its visitors counter, sent in the very next round
-trip (or, if that fails, kept with the worker's pending counts).  A marker that existed (another web server,
-a replay after a crash, an earlier flush) adds nothing: visitors are never
-counted twice.  The one window left is a worker killed between the marker round
-trip and the counter round trip right after it (about a millisecond): those
-visitors are then not counted (an undercount, never a double count).
+(:class:`logpipe.counting.visitors.MarkerMaker`), and each marker goes
+through two states, over :class:`logpipe.daemon.markerstore.MarkerStore`:
+
+1. *claim* round trip: ``add`` with the pending value ``p<ttl>:<grace>``.
+   ``HD``: this writer owns the marker.  ``NS``: it exists — read it later.
+2. *commit* round trip, sent at once: for each counter, its owned markers
+   set to ``c`` and then ``ma <counter> +n`` — quiet commands, one unit per
+   ``send()`` (see the store module: memcached applies every quiet command
+   it received, even from a writer killed right after sending).
+
+A marker read later (``mg v c t``: an ``NS``, a lost claim, a commit whose
+reply did not come) is: ``c`` (or empty, an older logpipe's) — counted,
+done; missing (expired, evicted, a restarted server) — added again; pending
+and *young* — read again at the next flush; pending and *old*: its age
+(the TTL in its value minus the remaining TTL, memcached's own clock) is
+over the grace (:func:`grace_seconds`, the larger of the creator's, written
+in the value, and this writer's) — its owner is dead, so take it over with
+a compare-and-swap set (``ms <marker> C<cas>``: one writer wins) to a fresh
+pending value, then commit it as an owner.
+
+**Why nothing is counted twice or lost.**  (1) A counter is incremented
+only in a commit unit — the unit's markers set to ``c``, then one ``ma`` —
+sent by the marker's owner.  A unit goes to the kernel whole, in one
+``send()`` that has room for it (a SIGKILL acts between system calls; a
+timeout never leaves half a unit sent), on one connection (markers live on
+their counter's server), and memcached applies quiet commands in order and
+all of those it received; so ``p`` means "never counted" and ``c`` means
+"counted".  (2) One owner per marker: ``add`` and the compare-and-swap
+takeover are atomic, and an owner starts no unit later than
+``owner_window`` after sending its claim, while a takeover needs the
+marker to be older than the grace (> that window + the round trips):
+a taker that still reads ``p`` knows the owner's commit never happened and
+never will.  (3) No loss: a worker acknowledges its lines only when all
+their markers are resolved (``waiting()`` is 0), so a dead owner's lines
+are replayed and its ``p`` markers found again — by its successor if no
+other writer gets there first — and taken over after the grace.  Windows,
+each tested in ``tests/test_visitors.py`` with a worker that SIGKILLs itself
+(:data:`KILL_ENV`):
+
+* killed after the claim, before the commit: the markers stay ``p``; after
+  the grace the replaying worker (or another web server) takes them over.
+* killed after sending the commit, before its reply: memcached applies the
+  quiet commands it has; the markers read ``c``, counted once.
+* killed between two ``send()`` calls of one commit: whole units are
+  applied (``c`` and counted) or not (``p``, taken over later).
+
+What remains is outside a writer's crash: memcached itself killed or
+restarted (it loses every item anyway), a connection cut by the network
+in the middle of a unit (``c`` without its ``ma``: an undercount, never a
+double count), memcached answering a c-set ``SERVER_ERROR`` (out of memory
+with ``-M``), or memcached frozen (SIGSTOP, swap) for longer than the grace
+between a writer's claim and its commit while another writer reads the
+marker.
 
 While memcached is down, markers (and visits whose day has no salt yet) wait,
 at most ``--max-pending-visitors``; past it new ones are dropped and counted
@@ -19,18 +64,17 @@ at most ``--max-pending-visitors``; past it new ones are dropped and counted
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from array import array
-
-try:  # the C helper behind Counter.update(iterable)
-    from _collections import _count_elements
-except ImportError:  # pragma: no cover - other Pythons
-    from collections import _count_elements  # type: ignore[attr-defined]
 
 from logpipe.config import Settings
 from logpipe.counting.visitors import MarkerMaker, new_salt, salt_key
+from logpipe.daemon.markerstore import MarkerStore
 from logpipe.daemon.store import CounterStore, StoreError
 
-__all__ = ["VisitorMarkers"]
+__all__ = ["VisitorMarkers", "grace_seconds", "KILL_ENV"]
 
 #: Slots of the direct-mapped cache of visits already made into markers
 #: (pending or confirmed), not hashed or sent again: 8 bytes each (512 KiB).
@@ -40,6 +84,25 @@ KNOWN_VISITS = 1 << 16
 CHUNK = 1500
 #: Days whose salt a worker keeps (besides those of the visits at hand).
 MAX_SALTS = 4
+#: Test hook: ``claim:FILE``, ``commit:FILE`` or ``commit-half:FILE`` makes the
+#: worker SIGKILL itself after a claim round trip that stored markers, after
+#: sending a whole commit, or after sending half of one — once: only if FILE
+#: does not exist yet (it is created first).  Read once at start; unset in
+#: production (one attribute test per round trip).
+KILL_ENV = "LOGPIPE_TEST_KILL_AT"
+
+
+def grace_seconds(timeout: float) -> tuple[float, int]:
+    """``(owner_window, grace)`` in seconds for a memcached ``--timeout`` of *timeout* s.
+
+    An owner commits at most ``owner_window`` = 2 × timeout + 1 s after
+    sending its claim (a reply takes at most *timeout*); others take a
+    pending marker over only past ``grace`` = owner_window + 2 × timeout + 2 s
+    (the commit's own round trip, and memcached's one-second clock), rounded
+    up: 5 s with the default 0.5 s.
+    """
+    window = 2 * timeout + 1
+    return window, int(window + 2 * timeout + 2.999)
 
 
 class VisitorMarkers:
@@ -47,25 +110,32 @@ class VisitorMarkers:
 
     Args:
         store: the worker's counter store (its ``ttl`` is the markers' and the salt's).
-        settings: ``prefix`` and ``max_pending_visitors``.
+        settings: ``prefix``, ``max_pending_visitors`` and ``timeout`` (the grace).
     """
 
     def __init__(self, store: CounterStore, settings: Settings):
         self.store = store
+        self.markers = MarkerStore(store)
         self.prefix = settings.prefix
         self.limit = settings.max_pending_visitors
+        self.owner_window, self.grace = grace_seconds(settings.timeout)
+        self.pending_value = b"p%d:%d" % (store.ttl, self.grace)
         self.maker = MarkerMaker(settings.prefix)
         self.salts: dict[str, bytes] = {}
         self._proposed: dict[str, str] = {}
         self.raw: set[tuple] = set()
-        self.pending: dict[str, str] = {}
+        self.pending: dict[str, str] = {}  # marker → counter: to add
+        self.checking: dict[str, str] = {}  # to read (NS, lost claims, unsure commits)
+        self.stale: dict[str, tuple[str, int]] = {}  # to take over: marker → (counter, cas)
         self._known = array("q", bytes(8 * KNOWN_VISITS))
         self.dropped = 0
+        self.takeovers = 0
         self.last_error: str | None = None
+        self._kill_at = os.environ.get(KILL_ENV) or None
 
     def waiting(self) -> int:
         """Markers and raw visits not yet confirmed by memcached."""
-        return len(self.pending) + len(self.raw)
+        return len(self.pending) + len(self.raw) + len(self.checking) + len(self.stale)
 
     def add(self, visits: set[tuple]) -> None:
         """Hold *visits* (``Pipeline.take_visits()``) for the next flush, within the bound."""
@@ -75,22 +145,22 @@ class VisitorMarkers:
             self.raw = visits
         else:
             self.raw |= visits
-        over = len(self.raw) + len(self.pending) - self.limit
+        over = self.waiting() - self.limit
         if over > 0:
             for _ in range(min(over, len(self.raw))):
                 self.raw.pop()
                 self.dropped += 1
 
-    def flush(self) -> tuple[dict[str, int], bool]:
-        """Salt, hash and add the held markers, :data:`CHUNK` visits at a time.
+    def flush(self, check: bool = True) -> bool:
+        """Salt, hash, claim and commit the held markers, :data:`CHUNK` visits at a time;
+        with *check* (or when :data:`CHUNK` of them wait), then read the markers
+        others hold (one ``mg`` round trip) and take over the stale ones.
 
         Returns:
-            ``({visitors counter key: n}, ok)``: increments for stored markers
-            that could not be sent at once (to send with the other counts),
-            and False when something must be retried.
+            False while some marker waits (memcached down, a pending marker
+            still young): the lines that made them must not be acknowledged.
         """
         ok = True
-        increments: dict[str, int] = {}
         raw = list(self.raw)
         self.raw = set()
         if raw:
@@ -101,16 +171,19 @@ class VisitorMarkers:
                 markers, left = self.maker.markers(chunk, self.salts, self._known)
                 self.raw |= left
                 self._hold(markers)
-            if self.pending and not self._send(increments):
+            if self.pending and not self._claim_and_commit():
                 ok = False
                 self.raw.update(raw[start + CHUNK:])  # hashed on a later flush
                 break
-        return increments, ok and not self.pending and not self.raw
+        check = check or len(self.checking) >= CHUNK  # bounds their memory between flushes
+        if ok and check and self.checking and self._check() and (self.stale or self.pending):
+            ok = self._claim_and_commit()
+        return ok and not self.waiting()
 
     def _hold(self, markers: dict[str, str]) -> None:
         """Add *markers* to the pending ones, within ``--max-pending-visitors``."""
         pending = self.pending
-        room = self.limit - len(pending) - len(self.raw)
+        room = self.limit - self.waiting()
         if len(markers) <= room:
             pending.update(markers)
             return
@@ -123,37 +196,78 @@ class VisitorMarkers:
             else:
                 self.dropped += 1
 
-    def _send(self, increments: dict[str, int]) -> bool:
-        """Add the pending markers and, in the very next round trip, increment the
-        counters of the stored ones; increments that could not be sent are added
-        to *increments* (for the worker's pending counts).  Returns False when a
-        server failed (its markers stay pending)."""
-        pending = self.pending
-        stored, existed, failed = self.store.add_markers(list(pending))
-        counts: dict[str, int] = {}
-        if len(stored) == len(pending):  # all new: count in C
-            _count_elements(counts, pending.values())
-            pending.clear()
-        else:
-            get = counts.get
-            for marker in stored:
-                counter = pending.pop(marker)
-                counts[counter] = get(counter, 0) + 1
-            for marker in existed:
-                del pending[marker]
-        if counts:
-            # At once: a worker killed between the two round trips would leave
-            # markers whose visitors were never counted (replays see them as known).
-            done, _appends, _failed = self.store.flush(counts, {})
-            for counter, n in counts.items():
-                if counter not in done:
-                    increments[counter] = increments.get(counter, 0) + n
+    def _claim_and_commit(self) -> bool:
+        """Claim the pending and stale markers; commit the ones now owned.
+        Returns False when a server failed (what it held waits)."""
+        new, stale = self.pending, self.stale
+        self.pending, self.stale = {}, {}
+        sent = time.monotonic()
+        stored, other, failed = self.markers.claim(new, stale, self.pending_value)
+        owned: dict[str, str] = {}
+        for marker, counter in new.items():
+            if marker in stored:
+                owned[marker] = counter
+            elif marker in other:
+                self.checking[marker] = counter
+            else:  # server failed, or out of memory: add again
+                self.pending[marker] = counter
+        for marker, (counter, _cas) in stale.items():
+            if marker in stored:
+                owned[marker] = counter
+                self.takeovers += 1
+            else:
+                self.checking[marker] = counter
+        if owned:
+            on_sent = self._die_at if self._kill_at is not None else None
+            if on_sent is not None:
+                on_sent(0, 0)
+            if time.monotonic() - sent > self.owner_window:
+                self.checking.update(owned)  # too late to commit: others may take over; read them
+            else:
+                _done, unsure = self.markers.commit(owned, sent + self.owner_window, on_sent)
+                for marker in unsure:
+                    self.checking[marker] = owned[marker]
         if failed:
             self.last_error = "; ".join(
                 f"{s.name}: {s.last_error}" for s in self.store.servers if s.name in failed and s.last_error
             ) or "backing off"
             return False
         return True
+
+    def _check(self) -> bool:
+        """Read the markers in :attr:`checking`: counted ones are done, missing ones
+        are added again, stale pending ones go to :attr:`stale`, young ones stay."""
+        counted, found, failed = self.markers.read(self.checking)
+        checking = self.checking
+        for marker in counted:
+            del checking[marker]
+        for marker, (value, cas, left) in found.items():
+            counter = self.checking.pop(marker)
+            if value is None:
+                self.pending[marker] = counter
+            elif value[:1] == b"p":
+                ttl, _, grace = value[1:].partition(b":")
+                try:
+                    age, grace = int(ttl) - left, max(self.grace, int(grace))
+                except ValueError:
+                    age, grace = self.grace + 1, self.grace
+                if left < 0 or age > grace:
+                    self.stale[marker] = (counter, cas)
+                else:
+                    self.checking[marker] = counter
+        if failed:
+            self.last_error = "memcached failed while reading visitor markers"
+            return False
+        return True
+
+    def _die_at(self, sent: int, chunks: int) -> None:
+        """The :data:`KILL_ENV` test hook (see there)."""
+        point, _, flag = self._kill_at.partition(":")
+        due = {"claim": chunks == 0, "commit": chunks and sent == chunks,
+               "commit-half": chunks > 1 and sent == chunks // 2}.get(point)
+        if due and flag and not os.path.exists(flag):
+            open(flag, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _ensure_salts(self, days: set[str]) -> bool:
         """Fetch (or create: the first writer's wins) the salt of each day in *days*."""

@@ -209,9 +209,8 @@ class Worker:
         """
         offset = self.offset - self._held
         self.prepare()
-        # Markers first: only the ones stored now add to the visitors
-        # counters, which then go out with the other counts below.
-        visitors_ok = self._send_markers() if self.visitors is not None else True
+        # Markers first: they carry their own visitors increments (commit units).
+        visitors_ok = self._send_markers(check=True) if self.visitors is not None else True
         if self.pending or self.pending_appends:
             done, done_appends, failed = self.store.flush(self.pending, self.pending_appends,
                                                           self.counting_day.items())
@@ -241,15 +240,13 @@ class Worker:
             return True
         return False
 
-    def _send_markers(self) -> bool:
-        """Add the markers of the visits read so far; their stored ones become pending
-        visitors increments.  Returns False while some must be retried."""
+    def _send_markers(self, check: bool = False) -> bool:
+        """Claim and commit the markers of the visits read so far (with *check*, also
+        read the markers others hold: once per flush).  Returns False while some wait."""
         self.visitors.add(self.pipeline.take_visits())
         if not self.visitors.waiting():
             return True
-        increments, ok = self.visitors.flush()
-        if increments:
-            self._merge(increments, {})
+        ok = self.visitors.flush(check)
         if not ok:
             self.last_flush_error = self.visitors.last_error or "visitor markers wait"
         return ok
@@ -277,12 +274,21 @@ class Worker:
         that is back may not be due for a retry for up to 30 s, and this is the last chance.
         """
         deadline = time.monotonic() + FINAL_FLUSH_SECONDS
+        # A pending marker of a dead writer (a replay) is taken over only past the grace.
+        grace = time.monotonic() + FINAL_FLUSH_SECONDS + (self.visitors.grace if self.visitors else 0)
         while True:
             for server in self.store.servers:
                 server.retry_at = 0.0
-            if self.flush() or time.monotonic() >= deadline:
+            if self.flush():
                 break
-            time.sleep(max(0.0, min(0.25, deadline - time.monotonic())))
+            now = time.monotonic()
+            markers = self.visitors
+            only_young = markers is not None and not (self.pending or self.pending_appends
+                                                      or markers.pending or markers.raw)
+            if now >= deadline and (now >= grace or not only_young):
+                break  # only young markers of others may wait for the grace
+            self._send(P.HEARTBEAT)
+            time.sleep(max(0.0, min(0.25, deadline - now) if now < deadline else 0.25))
         if self.pending:
             lost = sum(self.pending.values())
             warn(f"exiting with {lost} counts in {len(self.pending)} keys not delivered: {self.last_flush_error}",
