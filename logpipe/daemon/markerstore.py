@@ -37,7 +37,7 @@ import struct
 import termios
 import time
 
-from logpipe.daemon.store import CounterStore, StoreError, _ERRORS, _Server
+from logpipe.daemon.store import CounterStore, StoreError, SEND_ERRORS, Server
 
 __all__ = ["MarkerStore", "UNIT_MARKERS"]
 
@@ -60,12 +60,12 @@ class MarkerStore:
     def __init__(self, store: CounterStore):
         self.store = store
 
-    def _by_server(self, markers) -> dict[_Server, list]:
+    def _by_server(self, markers) -> dict[Server, list]:
         """``{server: [marker…]}``, each marker on its counter's server."""
         store = self.store
         if store._single is not None:
             return {store._single: list(markers)} if markers else {}
-        out: dict[_Server, list] = {}
+        out: dict[Server, list] = {}
         for marker, counter in markers.items():
             out.setdefault(store.server_for(counter), []).append(marker)
         return out
@@ -121,7 +121,7 @@ class MarkerStore:
                             other.add(key)
                         elif not reply.startswith(b"SERVER_ERROR"):  # out of memory: retried
                             raise StoreError(f"{key}: {reply.decode('ascii', 'replace')}")
-            except _ERRORS as exc:
+            except SEND_ERRORS as exc:
                 server.failed(exc, time.monotonic())
                 failed.add(server.name)
         return stored, other, failed
@@ -169,7 +169,7 @@ class MarkerStore:
                 sent = time.monotonic()
                 replies = exchange_units(server.batch, chunks, deadline, on_sent)
                 server.succeeded(time.monotonic(), time.monotonic() - sent)
-            except _ERRORS as exc:
+            except SEND_ERRORS as exc:
                 server.failed(exc, time.monotonic())
                 unsure.update(keys)
                 continue
@@ -212,8 +212,8 @@ class MarkerStore:
                             continue
                         flags = {f[:1]: f[1:] for f in reply.split()[2:]}
                         others[key] = (value, int(flags[b"c"]), int(flags[b"t"]))
-            except (_ERRORS + (IndexError, KeyError, ValueError)) as exc:
-                server.failed(exc if isinstance(exc, _ERRORS) else StoreError(f"bad reply: {exc!r}"),
+            except (SEND_ERRORS + (IndexError, KeyError, ValueError)) as exc:
+                server.failed(exc if isinstance(exc, SEND_ERRORS) else StoreError(f"bad reply: {exc!r}"),
                               time.monotonic())
                 failed.add(server.name)
         return counted, others, failed

@@ -59,7 +59,8 @@ BACKOFF_MAX = 30.0
 # The write path (meta batches) raises only these.  pymemcache is imported
 # only by the readers and for several servers: it loads ssl (about 6 MB of
 # RSS) that a worker with one server never needs.
-_ERRORS = (OSError, StoreError)
+#: The errors of the write path (meta batches), for callers that send batches of their own.
+SEND_ERRORS = (OSError, StoreError)
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
@@ -141,7 +142,7 @@ class _BatchConnection:
                 self.sock = None
 
 
-class _Server:
+class Server:
     """One memcached server: its connections, and its back-off state."""
 
     def __init__(self, spec, timeout: float, connect_timeout: float):
@@ -210,7 +211,7 @@ class CounterStore:
         # A key is "prefix:day:dimension[@site]:value" (logpipe.keys).
         self._ttl_markers = [f":{d}{end}" for d in self.ttl_by_dimension if self.ttl_by_dimension[d] != ttl
                              for end in (":", "@")]
-        self.servers = [_Server(s, timeout, connect_timeout) for s in servers]
+        self.servers = [Server(s, timeout, connect_timeout) for s in servers]
         self._by_name = {s.name: s for s in self.servers}
         self._single = self.servers[0] if len(self.servers) == 1 else None
         if self._single is None:
@@ -220,7 +221,7 @@ class CounterStore:
             for server in self.servers:
                 self._hash.add_node(server.name)
 
-    def server_for(self, key: str) -> _Server:
+    def server_for(self, key: str) -> Server:
         """The server that holds *key* (the same one ``HashClient`` picks)."""
         if self._single is not None:
             return self._single
@@ -246,7 +247,7 @@ class CounterStore:
         # Per server: counter keys and their commands, then index keys and
         # theirs.  The loops below run once per key of a flush: no calls that
         # can be avoided (one server: no hashing; one TTL: no key splitting).
-        per_server: dict[_Server, tuple[list[str], list[str], list[str], list[str]]] = {}
+        per_server: dict[Server, tuple[list[str], list[str], list[str], list[str]]] = {}
         single = self._single
         if single is not None:
             per_server[single] = (list(counts), [], [], [])
@@ -298,7 +299,7 @@ class CounterStore:
                     body = b"".join(append_commands[start:start + BATCH_COMMANDS // 2])
                     replies = self._round_trip(server, body)
                     self._apply_append_replies(append_keys[start:start + BATCH_COMMANDS // 2], replies, done_appends)
-            except _ERRORS as exc:
+            except SEND_ERRORS as exc:
                 server.failed(exc, time.monotonic())
                 failed.add(server.name)
         if sets:
@@ -325,7 +326,7 @@ class CounterStore:
         body = b"ms %s %d ME T%d\r\n%s\r\nmg %s v\r\n" % (key.encode(), len(data), self.ttl, data, key.encode())
         try:
             replies = self._round_trip(server, body)
-        except _ERRORS as exc:
+        except SEND_ERRORS as exc:
             server.failed(exc, time.monotonic())
             raise StoreError(f"{server.name}: {server.last_error}") from None
         if len(replies) >= 3 and replies[0] in (b"HD", b"NS") and replies[1].startswith(b"VA "):
@@ -340,7 +341,7 @@ class CounterStore:
         return self.ttl
 
     @staticmethod
-    def _round_trip(server: _Server, body: bytes) -> list[bytes]:
+    def _round_trip(server: Server, body: bytes) -> list[bytes]:
         sent = time.monotonic()
         replies = server.batch.exchange(body).split(b"\r\n")
         server.succeeded(time.monotonic(), time.monotonic() - sent)
@@ -389,7 +390,7 @@ class CounterStore:
         Raises:
             StoreError: a server that holds some of the keys failed.
         """
-        per_server: dict[_Server, list[str]] = defaultdict(list)
+        per_server: dict[Server, list[str]] = defaultdict(list)
         for key in keys:
             per_server[self.server_for(key)].append(key)
         found: dict[str, bytes] = {}
@@ -435,5 +436,5 @@ class CounterStore:
             server.close()
 
 
-# socket.timeout is OSError's subclass TimeoutError on 3.10+: covered by _ERRORS.
+# socket.timeout is OSError's subclass TimeoutError on 3.10+: covered by SEND_ERRORS.
 assert issubclass(socket.timeout, OSError)
