@@ -19,7 +19,6 @@ import re
 import sys
 
 from logpipe import __version__
-from logpipe.config import COMMANDS as SETTING_COMMANDS
 from logpipe.config import GROUPS, SETTINGS, Setting
 
 __all__ = ["render", "markdown_to_roff", "readme_section", "main"]
@@ -138,7 +137,7 @@ def _command_items(name: str, module_name: str) -> list[str]:
     parser = command_parser(name, importlib.import_module(module_name))
     out = [".TP", _synopsis(name, parser), _esc(SUMMARIES[name]) + "."]
     names = {s.flag for s in SETTINGS}
-    own, shared = [], []
+    shared = []
     actions = sorted(parser._actions, key=lambda a: bool(a.option_strings))  # positionals first
     for action in actions:
         if action.help == argparse.SUPPRESS or isinstance(action, (argparse._HelpAction,

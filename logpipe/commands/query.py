@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
 import sys
 import time
 
@@ -79,7 +78,7 @@ def add_arguments(parser, name: str) -> None:
 def run(args) -> int:
     """Run ``hits`` or ``top``; see the module docstring for the exit status."""
     from logpipe.commands.main import settings_from
-    from logpipe.history import HistoryError, day_range
+    from logpipe.history import day_range
 
     if args.command == "top":
         hourly = args.dimension == "post_ip"
