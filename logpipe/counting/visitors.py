@@ -51,6 +51,8 @@ SALT_BYTES = 16
 #: Heads known not to be page views (static, method, status …) kept for the
 #: per-line filter before the set starts again.
 NOT_PAGE_HEADS = 20_000
+#: Per-URL counter keys kept made (each about 200 bytes) before they are made again.
+URL_KEYS = 20_000
 #: Distinct User-Agent strings shared by the visits held (one bytes object each).
 AGENT_STRINGS = 20_000
 
@@ -174,7 +176,11 @@ class MarkerMaker:
     def __init__(self, prefix: str, per_url: bool = True):
         self.prefix = prefix
         self.per_url = per_url
-        self._heads: dict[tuple, str] = {}
+        # (day, site) → (counter head, site counter, marker prefixes, salt)
+        self._heads: dict[tuple, tuple] = {}
+        # (counter head, url) → (per-URL counter key, URL bytes)
+        self._urls: dict[tuple, tuple[str, bytes]] = {}
+        self._salted: tuple = ()
 
     def markers(self, visits, salts: dict[str, bytes], known=None) -> tuple[dict[str, str], set]:
         """Hash *visits* with their day's salt.
@@ -193,10 +199,14 @@ class MarkerMaker:
         """
         out: dict[str, str] = {}
         left = set()
-        ids: dict[tuple, bytes] = {}
-        heads = self._heads
-        if len(heads) > 1000:
+        idents: dict[tuple, bytes] = {}  # (day, site, address, agent) → identity, this call
+        heads, urls = self._heads, self._urls
+        salted = tuple(salts.items())
+        if salted != self._salted or len(heads) > 1000:  # a new salt (memcached restarted?)
             heads.clear()
+            self._salted = salted
+        if len(urls) > URL_KEYS:
+            urls.clear()
         per_url = self.per_url
         mask = len(known) - 1 if known is not None else -1
         for visit in visits:
@@ -206,26 +216,28 @@ class MarkerMaker:
                 if known[slot] == mark:
                     continue
             day, site, url, address, agent = visit
-            salt = salts.get(day)
-            if salt is None:
-                left.add(visit)
-                continue
+            place = heads.get((day, site))
+            if place is None:
+                salt = salts.get(day)
+                if salt is None:
+                    left.add(visit)
+                    continue
+                head = key_head(day, "visitors", site, self.prefix)
+                place = heads[(day, site)] = (head, head + ALL_VISITORS, head + "#v.", head + "#u.", salt)
+            head, everyone, site_marker, url_marker, salt = place
             if mask >= 0:
                 known[slot] = mark
-            ident = ids.get((day, address, agent))
-            if ident is None:
-                ident = ids[(day, address, agent)] = blake2b(
-                    address + b"\0" + agent, key=salt, digest_size=DIGEST_BYTES).digest()
-            known_head = heads.get((day, site))
-            if known_head is None:
-                head = key_head(day, "visitors", site, self.prefix)
-                known_head = heads[(day, site)] = (head, head + ALL_VISITORS)
-            head, everyone = known_head
-            out[head + "#v." + ident.hex()] = everyone
+            who = (day, site, address, agent)
+            ident = idents.get(who)
+            if ident is None:  # one identity and one site-wide marker per visitor
+                ident = idents[who] = blake2b(address + b"\0" + agent, key=salt, digest_size=DIGEST_BYTES).digest()
+                out[site_marker + ident.hex()] = everyone
             if per_url:
-                counter = head + encode_value(url, MAX_KEY_BYTES - len(head))
-                digest = blake2b(ident + url.encode("utf-8", "surrogateescape"), digest_size=DIGEST_BYTES)
-                out[head + "#u." + digest.hexdigest()] = counter
+                made = urls.get((head, url))
+                if made is None:
+                    made = urls[(head, url)] = (head + encode_value(url, MAX_KEY_BYTES - len(head)),
+                                                url.encode("utf-8", "surrogateescape"))
+                out[url_marker + blake2b(ident + made[1], digest_size=DIGEST_BYTES).hexdigest()] = made[0]
         return out, left
 
 

@@ -96,7 +96,9 @@ class MarkerStore:
         """
         store = self.store
         ttl = store.ttl
-        head = b" %d ME T%d\r\n%s\r\n" % (len(value), ttl, value)
+        # One str join and one encode per batch, not a format per marker (keys are ASCII).
+        head = " %d ME T%d\r\n%s\r\n" % (len(value), ttl, value.decode("ascii"))
+        vivify = " N%d J0 D0\r\n" % ttl
         routes = dict(new)
         routes.update((m, c) for m, (c, _cas) in stale.items())
         stored: set[str] = set()
@@ -105,16 +107,21 @@ class MarkerStore:
         for server, parts in self._live_batches(routes, failed):
             try:
                 for part in parts:
-                    body = b"".join(
-                        b"ms %s%s" % (k.encode(), head) if k not in stale else
-                        b"ms %s %d C%d T%d\r\n%s\r\n" % (k.encode(), len(value), stale[k][1], ttl, value)
-                        for k in part)
+                    takeovers = [k for k in part if k in stale] if stale else ()
+                    adds = [k for k in part if k not in stale] if takeovers else part
+                    text = "ms " + (head + "ms ").join(adds) + head if adds else ""
+                    text += "".join("ms %s %d C%d T%d\r\n%s\r\n" % (k, len(value), stale[k][1], ttl, value.decode())
+                                    for k in takeovers)
                     # The counters too, as 0 if missing: the commit's ``ma`` then never creates
                     # one, and memcached answers a quiet commit nothing before ``mn``.
-                    body += b"".join(b"ma %s N%d J0 D0\r\n" % (c.encode(), ttl)
-                                     for c in {routes[k] for k in part})
-                    replies = store._round_trip(server, body)
-                    for key, reply in zip(part, replies):
+                    counters = set(map(routes.__getitem__, part))
+                    text += "ma " + (vivify + "ma ").join(counters) + vivify
+                    replies = store._round_trip(server, text.encode())
+                    order = adds + takeovers if takeovers else part
+                    if replies[:len(order)].count(b"HD") == len(order):  # the usual batch: all stored
+                        stored.update(order)
+                        continue
+                    for key, reply in zip(order, replies):
                         if reply == b"HD":
                             stored.add(key)
                         elif reply in (b"NS", b"EX", b"NF"):
@@ -143,7 +150,7 @@ class MarkerStore:
         store = self.store
         now = time.monotonic()
         ttl = store.ttl
-        cset = b" 1 T%d q\r\nc\r\n" % ttl
+        cset = " 1 T%d q\r\nc\r\n" % ttl
         done: set[str] = set()
         unsure: set[str] = set()
         for server, keys in self._by_server(owned).items():
@@ -153,17 +160,18 @@ class MarkerStore:
             by_counter: dict[str, list[str]] = {}
             for key in keys:
                 by_counter.setdefault(owned[key], []).append(key)
-            chunks, current = [], []
+            chunks, current, held = [], [], 0
             for counter, markers in by_counter.items():
+                ma = "ma " + counter + " N%d J" % ttl  # not a format: a counter may hold "%"
                 for start in range(0, len(markers), UNIT_MARKERS):
                     part = markers[start:start + UNIT_MARKERS]
-                    if len(current) + len(part) > UNIT_MARKERS * 3:  # about 60 KB: a send()
-                        chunks.append(b"".join(current))
-                        current = []
-                    current.extend(b"ms %s%s" % (m.encode(), cset) for m in part)
-                    current.append(b"ma %s N%d J%d D%d q\r\n" % (counter.encode(), ttl, len(part), len(part)))
+                    if held + len(part) > UNIT_MARKERS * 3:  # about 60 KB: a send()
+                        chunks.append("".join(current).encode())
+                        current, held = [], 0
+                    current.append("ms " + (cset + "ms ").join(part) + cset + ma + "%d D%d q\r\n" % (len(part), len(part)))
+                    held += len(part)
             if current:
-                chunks.append(b"".join(current))
+                chunks.append("".join(current).encode())
             del by_counter, current
             try:
                 sent = time.monotonic()

@@ -203,14 +203,17 @@ class VisitorMarkers:
         self.pending, self.stale = {}, {}
         sent = time.monotonic()
         stored, other, failed = self.markers.claim(new, stale, self.pending_value)
-        owned: dict[str, str] = {}
-        for marker, counter in new.items():
-            if marker in stored:
-                owned[marker] = counter
-            elif marker in other:
-                self.checking[marker] = counter
-            else:  # server failed, or out of memory: add again
-                self.pending[marker] = counter
+        if len(stored) == len(new) and not stale:  # the usual claim: every marker is new
+            owned = new
+        else:
+            owned = {}
+            for marker, counter in new.items():
+                if marker in stored:
+                    owned[marker] = counter
+                elif marker in other:
+                    self.checking[marker] = counter
+                else:  # server failed, or out of memory: add again
+                    self.pending[marker] = counter
         for marker, (counter, _cas) in stale.items():
             if marker in stored:
                 owned[marker] = counter
