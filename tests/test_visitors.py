@@ -147,6 +147,17 @@ def test_explain_says_whether_a_line_was_a_new_visitor(logpipe_bin):
 # -- live: exactness -------------------------------------------------------------------------------
 
 
+def assert_every_marker_counted(items: dict[str, bytes]) -> None:
+    """Every visitor marker is counted: it holds ``p<ttl>:<grace>:<unit>`` and its unit's commit
+    record ``{head}#c.{unit}`` exists (nothing is left pending, no marker lacks its record)."""
+    markers = {k: v.strip() for k, v in items.items() if "#v." in k or "#u." in k}
+    assert markers
+    units = {k: v.split(b":")[2].decode() for k, v in markers.items() if v.startswith(b"p") and v.count(b":") == 2}
+    assert units.keys() == markers.keys(), {k: v for k, v in markers.items() if k not in units}
+    missing = [k for k, unit in units.items() if k[:k.rindex("#")] + "#c." + unit not in items]
+    assert not missing, missing[:5]
+
+
 def test_two_daemons_with_overlapping_visitors_count_each_once(logpipe_bin, memcached, tmp_path):
     """Two web servers (two logpipe daemons) see overlapping visitors; memcached holds the exact
     union, and no item holds a client address or User-Agent."""
@@ -168,7 +179,7 @@ def test_two_daemons_with_overlapping_visitors_count_each_once(logpipe_bin, memc
     # one salt, one marker per visitor and one per (visitor, URL): nothing else per visitor
     markers = [k for k in items if "#v." in k]
     assert len(markers) == 5000 and len([k for k in items if k.endswith("#salt")]) == 1
-    assert {items[k].strip() for k in items if "#v." in k or "#u." in k} == {b"c"}  # every marker counted
+    assert_every_marker_counted(items)
     assert len([k for k in items if "#u." in k]) == sum(len(w) for p, w in seen.items() if p != "*")
 
 
@@ -249,8 +260,7 @@ def test_a_worker_killed_between_marker_and_counter_commands_counts_exactly(poin
     assert flag.exists()  # the hook fired: a worker died at that point
     expected = expected_counts(seen)
     assert read_visitors(memcached, expected) == expected
-    values = {v.strip() for k, v in every_item(memcached).items() if "#v." in k or "#u." in k}
-    assert values == {b"c"}
+    assert_every_marker_counted(every_item(memcached))
 
 
 def test_two_servers_two_daemons_one_killed_mid_commit_count_exactly(logpipe_bin, memcached_factory, tmp_path):
@@ -312,8 +322,13 @@ def test_a_live_writers_young_pending_markers_are_not_taken_over(memcached):
     assert takers[0]._claim_and_commit() and takers[1]._claim_and_commit()
     assert [t.takeovers for t in takers] == [1, 0] and old in takers[1].checking
     assert read_visitors(memcached, [counter]) == {counter: 1}
-    assert memcached.command(f"mg {old} v").split(b"\r\n")[1] == b"c"
+    # the taken-over marker now names the winner's unit, whose commit record exists
+    value = memcached.command(f"mg {old} v").split(b"\r\n")[1]
+    unit = value.split(b":")[2].decode()
+    assert value.startswith(b"p600:5:") and memcached.command(f"mg logpipe:{DAY}:visitors:#c.{unit}") == b"HD\r\n"
     assert memcached.command(f"mg {young} v").split(b"\r\n")[1] == b"p600:5"
+    counted, others, _failed = MarkerStore(takers[0].store).read({old: counter, young: counter})
+    assert counted == {old} and set(others) == {young}
     for taker in takers:
         taker.store.close()
 
@@ -475,7 +490,7 @@ def test_markers_are_added_once_across_writers_and_the_first_salt_wins(memcached
 
     def add(n):
         part = keys[n * 2000:n * 2000 + 4000]  # 2000 shared
-        results[n] = MarkerStore(stores[n]).claim(dict.fromkeys(part, "t:2026-11-21:visitors:*"), {}, b"p600:5")
+        results[n] = MarkerStore(stores[n]).claim(dict.fromkeys(part, "t:2026-11-21:visitors:*"), {}, b"p600:5")[:3]
 
     threads = [threading.Thread(target=add, args=(n,)) for n in range(2)]
     for thread in threads:

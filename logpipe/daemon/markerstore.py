@@ -4,50 +4,88 @@ Three pipelined exchanges over a :class:`~logpipe.daemon.store.CounterStore`'s
 batch sockets (memcached ``doc/protocol.txt``, "Meta Set", "Meta Arithmetic",
 "Meta Get"; checked against memcached 1.6.18):
 
-* :meth:`MarkerStore.claim` — ``ms <marker> <len> ME T<ttl>`` (``add``: ``HD``
-  stored, ``NS`` it exists) for new markers, ``ms <marker> <len> C<cas> T<ttl>``
-  (compare-and-swap: ``HD`` stored, ``EX`` changed since read, ``NF`` gone)
-  to take over a stale pending one; the value is the pending state.
-* :meth:`MarkerStore.commit` — per counter, ``ms <marker> 1 T<ttl> q`` + ``c``
-  for each of its markers, *then* ``ma <counter> N<ttl> J<n> D<n> q``: the
-  markers say "counted" before the increment that counts them.  Every command
-  is quiet (``q``: no ``HD``), so memcached writes nothing back before the
-  closing ``mn``; measured here, it then applies every command it has
-  received even when the writer is SIGKILLed right after sending (without
-  ``q`` it stops at its first failed reply write: 170 of 2,000 applied).
-  An ``ma`` that creates its counter answers ``HD`` even under ``q``, so the
-  claim round trip creates the counters first (``ma <counter> N<ttl> J0 D0``).  The
-  batch goes out in *units* (one counter's c-sets and its ``ma``), whole
-  units per ``send()``, each started only when the socket buffer has room
-  for all of it (:func:`send_whole`) and only before the owner's deadline,
-  so neither a writer killed between two ``send()`` calls nor a timeout
-  leaves part of a unit sent.
-* :meth:`MarkerStore.read` — ``mg <marker> v c t``: value, CAS and remaining TTL.
+* :meth:`MarkerStore.claim` — the markers are cut into *units* (one server,
+  at most :data:`UNIT_MARKERS` markers), each with a unique id; ``ms <marker>
+  <len> ME T<ttl>`` (``add``: ``HD`` stored, ``NS`` it exists) for new
+  markers, ``ms <marker> <len> C<cas> T<ttl>`` (compare-and-swap: ``HD``
+  stored, ``EX`` changed since read, ``NF`` gone) to take over a stale
+  pending one; the value is the pending state naming the unit,
+  ``p<ttl>:<grace>:<unit>``.
+* :meth:`MarkerStore.commit` — per unit with markers this writer stored:
+  its *commit record* ``ms {head}#c.{unit} 1 T<ttl> q`` (``c``; one per key
+  head among the markers, *head* a marker's key up to ``#v.``/``#u.``), *then*
+  ``ma <counter> N<ttl> J<n> D<n> q`` for each of its counters, *n* the
+  unit's markers of that counter this writer stored: the record says
+  "counted" before the increments that count them, and one record stands
+  for all the unit's markers (no write per marker).  Every command is quiet
+  (``q``: no ``HD``), so memcached writes nothing back before the closing
+  ``mn``; measured here, it then applies every command it has received even
+  when the writer is SIGKILLed right after sending (without ``q`` it stops at
+  its first failed reply write: 170 of 2,000 applied).  An ``ma`` that
+  creates its counter answers ``HD`` even under ``q``, so the claim round
+  trip creates the counters first (``ma <counter> N<ttl> J0 D0``).  Units go
+  out whole per ``send()``, each started only when the socket buffer has
+  room for all of it (:func:`send_whole`) and only before the owner's
+  deadline, so neither a writer killed between two ``send()`` calls nor a
+  timeout leaves part of a unit sent.
+* :meth:`MarkerStore.read` — ``mg <marker> v c t``: value, CAS and remaining
+  TTL; a pending value's unit is then looked up (``mg {head}#c.{unit}``): a
+  marker whose unit has its record is counted.  A marker holding ``c`` (the
+  previous logpipe's per-marker commit) or nothing is counted too.
 
-Markers are placed on their *counter's* server (not by their own key), so a
-unit is one connection's ordered stream even with several servers.  Readers
-never read markers, so this placement is the writers' business only.
+Markers and records are placed on their *counter's* server (not by their own
+key), so a unit is one connection's ordered stream even with several
+servers.  Readers never read markers, so this placement is the writers'
+business only.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import socket
 import struct
 import termios
 import time
+from collections import Counter
+from dataclasses import dataclass, field
+from operator import itemgetter
 
+from logpipe.counting.visitors import DIGEST_BYTES
 from logpipe.daemon.store import CounterStore, StoreError, SEND_ERRORS, Server
 
-__all__ = ["MarkerStore", "UNIT_MARKERS"]
+__all__ = ["MarkerStore", "Unit", "UNIT_MARKERS", "record_key"]
 
-#: Markers per unit at most (a unit is one ``ma`` after its markers' c-sets,
-#: about 20 KB); a ``send()`` carries whole units, about 3 units' worth of markers.
+#: Markers per unit at most: a unit's commit (a record, and one ``ma`` per
+#: counter of ≤ 250 bytes) stays under 72 KB, within one ``send()``.
 UNIT_MARKERS = 256
+#: Commit bytes per ``send()`` (whole units; one unit may be larger alone).
+SEND_CHUNK = 60_000
 #: Send buffer asked for the batch sockets (capped by net.core.wmem_max).
 SEND_BUFFER = 512 << 10
 #: Markers per claim or read round trip.
 MARKER_BATCH = 3000
+
+
+def record_key(marker: str, unit: str) -> str:
+    """The commit record of *unit* for *marker*: ``{head}#c.{unit}``, *head* the
+    marker's visitors key head (the key without its ``#v.``/``#u.`` and digest)."""
+    return marker[:-MARKER_TAIL] + "#c." + unit
+
+
+@dataclass
+class Unit:
+    """Markers claimed together on one server (at most :data:`UNIT_MARKERS`).
+
+    Attributes:
+        unit: the id written in the markers' pending value and the records' keys.
+        server: where the markers, their counters and the records live.
+        counters: ``{marker: counter}`` of the unit's markers.
+    """
+
+    unit: str
+    server: Server
+    counters: dict[str, str] = field(default_factory=dict)
 
 
 class MarkerStore:
@@ -59,6 +97,9 @@ class MarkerStore:
 
     def __init__(self, store: CounterStore):
         self.store = store
+        # Unit ids: random per process (several writers, restarts), then a sequence.
+        self._token = os.urandom(4).hex()
+        self._sequence = 0
 
     def _by_server(self, markers) -> dict[Server, list]:
         """``{server: [marker…]}``, each marker on its counter's server."""
@@ -70,54 +111,72 @@ class MarkerStore:
             out.setdefault(store.server_for(counter), []).append(marker)
         return out
 
-    def _live_batches(self, markers, failed: set[str]):
-        """Yield ``(server, [batch of at most MARKER_BATCH markers…])`` per server not
-        backing off; add the names of those backing off to *failed*."""
+    def _units(self, routes: dict[str, str], failed: set[str]) -> list[Unit]:
+        """Cut *routes* (``{marker: counter}``) into units, per server not backing
+        off (the names of those backing off go to *failed*); no Python code per marker."""
         now = time.monotonic()
-        for server, keys in self._by_server(markers).items():
+        units: list[Unit] = []
+        for server, keys in self._by_server(routes).items():
             if server.retry_at > now:
                 failed.add(server.name)
                 continue
-            yield server, [keys[i:i + MARKER_BATCH] for i in range(0, len(keys), MARKER_BATCH)]
+            for start in range(0, len(keys), UNIT_MARKERS):
+                part = keys[start:start + UNIT_MARKERS]
+                self._sequence += 1
+                units.append(Unit("%s.%x" % (self._token, self._sequence), server,
+                                  dict(zip(part, map(routes.__getitem__, part)))))
+        return units
 
     def claim(self, new: dict[str, str], stale: dict[str, tuple[str, int]],
-              value: bytes) -> tuple[set[str], set[str], set[str]]:
-        """Add *new* markers and take over *stale* ones, with the pending *value*.
+              pending: bytes) -> tuple[set[str], set[str], set[str], list[Unit]]:
+        """Add *new* markers and take over *stale* ones, pending in a unit.
 
         Args:
             new: ``{marker: counter}`` to create if missing (``add``).
             stale: ``{marker: (counter, cas)}`` to overwrite if unchanged since read.
-            value: the pending state (ASCII, no spaces).
+            pending: the pending state without its unit (``p<ttl>:<grace>``,
+                ASCII, no spaces); each marker holds ``{pending}:{unit}``.
 
         Returns:
-            ``(stored, other, failed_servers)``: the markers this writer now
-            owns; those it does not (``NS``/``EX``/``NF``: read them); servers
-            that failed or back off (their markers are in neither set).
+            ``(stored, other, failed_servers, units)``: the markers this writer
+            now owns; those it does not (``NS``/``EX``/``NF``: read them);
+            servers that failed or back off (their markers are in neither
+            set); the units sent (commit those with stored markers).
         """
         store = self.store
         ttl = store.ttl
-        # One str join and one encode per batch, not a format per marker (keys are ASCII).
-        head = " %d ME T%d\r\n%s\r\n" % (len(value), ttl, value.decode("ascii"))
         vivify = " N%d J0 D0\r\n" % ttl
         routes = dict(new)
         routes.update((m, c) for m, (c, _cas) in stale.items())
         stored: set[str] = set()
         other: set[str] = set()
         failed: set[str] = set()
-        for server, parts in self._live_batches(routes, failed):
+        units = self._units(routes, failed)
+        by_server: dict[Server, list[Unit]] = {}
+        for unit in units:
+            by_server.setdefault(unit.server, []).append(unit)
+        for server, server_units in by_server.items():
             try:
-                for part in parts:
-                    takeovers = [k for k in part if k in stale] if stale else ()
-                    adds = [k for k in part if k not in stale] if takeovers else part
-                    text = "ms " + (head + "ms ").join(adds) + head if adds else ""
-                    text += "".join("ms %s %d C%d T%d\r\n%s\r\n" % (k, len(value), stale[k][1], ttl, value.decode())
-                                    for k in takeovers)
+                for batch in _batches(server_units):
+                    texts, order = [], []
+                    for unit in batch:
+                        value = "%s:%s" % (pending.decode("ascii"), unit.unit)
+                        # One str join per unit, not a format per marker (keys are ASCII).
+                        head = " %d ME T%d\r\n%s\r\n" % (len(value), ttl, value)
+                        markers = list(unit.counters)
+                        takeovers = [k for k in markers if k in stale] if stale else ()
+                        adds = [k for k in markers if k not in stale] if takeovers else markers
+                        if adds:
+                            texts.append("ms " + (head + "ms ").join(adds) + head)
+                        texts.extend("ms %s %d C%d T%d\r\n%s\r\n" % (k, len(value), stale[k][1], ttl, value)
+                                     for k in takeovers)
+                        order.extend(adds)
+                        order.extend(takeovers)
                     # The counters too, as 0 if missing: the commit's ``ma`` then never creates
                     # one, and memcached answers a quiet commit nothing before ``mn``.
-                    counters = set(map(routes.__getitem__, part))
-                    text += "ma " + (vivify + "ma ").join(counters) + vivify
-                    replies = store._round_trip(server, text.encode())
-                    order = adds + takeovers if takeovers else part
+                    counters = {c for unit in batch for c in unit.counters.values()}
+                    texts.append("ma " + (vivify + "ma ").join(counters) + vivify)
+                    replies = store._round_trip(server, "".join(texts).encode())
                     if replies[:len(order)].count(b"HD") == len(order):  # the usual batch: all stored
                         stored.update(order)
                         continue
@@ -131,48 +190,60 @@ class MarkerStore:
             except SEND_ERRORS as exc:
                 server.failed(exc, time.monotonic())
                 failed.add(server.name)
-        return stored, other, failed
+        return stored, other, failed, units
 
-    def commit(self, owned: dict[str, str], deadline: float, on_sent=None) -> tuple[set[str], set[str]]:
-        """Mark *owned* markers counted and increment their counters, in units.
+    def commit(self, units: list[Unit], stored: set[str], deadline: float,
+               on_sent=None, chunk_bytes: int = SEND_CHUNK) -> tuple[set[str], set[str]]:
+        """Write the records of *units* and increment their counters by the markers
+        this writer *stored* in them; whole units per ``send()``.
 
         Args:
-            owned: ``{marker: counter}`` this writer claimed.
+            units: from :meth:`claim`.
+            stored: the markers this writer owns (claimed or taken over).
             deadline: monotonic time after which no unit is sent (the owner's
                 window: later, another writer may take the markers over).
-            on_sent: test hook, called as ``on_sent(units_sent, units)``
+            on_sent: test hook, called as ``on_sent(sends_done, sends)``
                 after each ``send()``; None in production.
+            chunk_bytes: bytes of whole units per ``send()`` (the tests' kill
+                hook sends one unit at a time).
 
         Returns:
-            ``(done, unsure)``: markers confirmed counted, and markers whose
-            batch failed or answered an error (applied or not: read them).
+            ``(done, unsure)``: owned markers confirmed counted, and owned
+            markers whose send failed or answered an error (applied or not:
+            read them).
         """
-        store = self.store
+        ttl = self.store.ttl
+        record = " 1 T%d q\r\nc\r\n" % ttl
         now = time.monotonic()
-        ttl = store.ttl
-        cset = " 1 T%d q\r\nc\r\n" % ttl
         done: set[str] = set()
         unsure: set[str] = set()
-        for server, keys in self._by_server(owned).items():
+        by_server: dict[Server, list[tuple[list[str], str]]] = {}
+        for unit in units:
+            owned = list(unit.counters)
+            if not stored.issuperset(owned):
+                owned = [m for m in owned if m in stored]
+                if not owned:
+                    continue
+            counts = Counter(map(unit.counters.__getitem__, owned))
+            # A record per key head among the markers (one, but for a flush across days or
+            # virtual hosts); not a format over the keys: a counter may hold "%".
+            text = "".join("ms " + head + "#c." + unit.unit + record for head in set(map(_head_of, owned)))
+            text += "".join("ma " + counter + " N%d J%d D%d q\r\n" % (ttl, n, n) for counter, n in counts.items())
+            by_server.setdefault(unit.server, []).append((owned, text))
+        for server, parts in by_server.items():
+            keys = [m for owned, _ in parts for m in owned]
             if server.retry_at > now:
                 unsure.update(keys)
                 continue
-            by_counter: dict[str, list[str]] = {}
-            for key in keys:
-                by_counter.setdefault(owned[key], []).append(key)
-            chunks, current, held = [], [], 0
-            for counter, markers in by_counter.items():
-                ma = "ma " + counter + " N%d J" % ttl  # not a format: a counter may hold "%"
-                for start in range(0, len(markers), UNIT_MARKERS):
-                    part = markers[start:start + UNIT_MARKERS]
-                    if held + len(part) > UNIT_MARKERS * 3:  # about 60 KB: a send()
-                        chunks.append("".join(current).encode())
-                        current, held = [], 0
-                    current.append("ms " + (cset + "ms ").join(part) + cset + ma + "%d D%d q\r\n" % (len(part), len(part)))
-                    held += len(part)
+            chunks, current, size = [], [], 0
+            for _owned, text in parts:
+                if current and size + len(text) > chunk_bytes:
+                    chunks.append("".join(current).encode())
+                    current, size = [], 0
+                current.append(text)
+                size += len(text)
             if current:
                 chunks.append("".join(current).encode())
-            del by_counter, current
             try:
                 sent = time.monotonic()
                 replies = exchange_units(server.batch, chunks, deadline, on_sent)
@@ -191,10 +262,11 @@ class MarkerStore:
         """Read *markers* (``{marker: counter}``).
 
         Returns:
-            ``(counted, others, failed_servers)``: the markers whose value is
-            not pending (``c``, or an older logpipe's empty value), ``{marker:
-            (value or None when missing, cas, remaining ttl)}`` for the rest,
-            and the servers that failed (their markers are in neither).
+            ``(counted, others, failed_servers)``: the markers counted (their
+            unit's record exists; or ``c``, or an older logpipe's empty
+            value), ``{marker: (value or None when missing, cas, remaining
+            ttl)}`` for the rest, and the servers that failed (their markers
+            are in neither).
         """
         store = self.store
         counted: set[str] = set()
@@ -204,6 +276,7 @@ class MarkerStore:
             try:
                 for part in parts:
                     replies = store._round_trip(server, b"".join(b"mg %s v c t\r\n" % k.encode() for k in part))
+                    pending: dict[str, tuple[bytes, int, int]] = {}
                     i = 0
                     for key in part:
                         reply = replies[i]
@@ -215,16 +288,60 @@ class MarkerStore:
                             raise StoreError(f"{key}: {reply.decode('ascii', 'replace')}")
                         value = replies[i + 1]
                         i += 2
-                        if value[:1] != b"p":  # the usual answer: counted
+                        if value[:1] != b"p":  # an older logpipe's counted marker
                             counted.add(key)
                             continue
                         flags = {f[:1]: f[1:] for f in reply.split()[2:]}
-                        others[key] = (value, int(flags[b"c"]), int(flags[b"t"]))
+                        pending[key] = (value, int(flags[b"c"]), int(flags[b"t"]))
+                    records = {key: record_key(key, value.split(b":")[2].decode("ascii"))
+                               for key, (value, _cas, _ttl) in pending.items() if value.count(b":") >= 2}
+                    found = self._existing(server, set(records.values()))
+                    for key, state in pending.items():
+                        if records.get(key) in found:
+                            counted.add(key)
+                        else:
+                            others[key] = state
             except (SEND_ERRORS + (IndexError, KeyError, ValueError)) as exc:
                 server.failed(exc if isinstance(exc, SEND_ERRORS) else StoreError(f"bad reply: {exc!r}"),
                               time.monotonic())
                 failed.add(server.name)
         return counted, others, failed
+
+    def _existing(self, server: Server, keys: set[str]) -> set[str]:
+        """Which of *keys* exist on *server* (``mg <key>``: ``HD`` or ``EN``), one round trip."""
+        if not keys:
+            return set()
+        keys = list(keys)
+        replies = self.store._round_trip(server, "".join("mg %s\r\n" % k for k in keys).encode())
+        return {key for key, reply in zip(keys, replies) if reply == b"HD"}
+
+    def _live_batches(self, markers, failed: set[str]):
+        """Yield ``(server, [batch of at most MARKER_BATCH markers…])`` per server not
+        backing off; add the names of those backing off to *failed*."""
+        now = time.monotonic()
+        for server, keys in self._by_server(markers).items():
+            if server.retry_at > now:
+                failed.add(server.name)
+                continue
+            yield server, [keys[i:i + MARKER_BATCH] for i in range(0, len(keys), MARKER_BATCH)]
+
+
+#: Characters after a marker's key head: ``#v.`` or ``#u.`` and the hex digest.
+MARKER_TAIL = 3 + 2 * DIGEST_BYTES
+_head_of = itemgetter(slice(None, -MARKER_TAIL))
+
+
+def _batches(units: list[Unit]):
+    """*units* in groups of about :data:`MARKER_BATCH` markers (one claim round trip each)."""
+    batch, size = [], 0
+    for unit in units:
+        batch.append(unit)
+        size += len(unit.counters)
+        if size >= MARKER_BATCH:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def exchange_units(conn, chunks: list[bytes], deadline: float, on_sent=None) -> bytes:

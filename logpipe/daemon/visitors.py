@@ -6,56 +6,65 @@ cached), the flush's distinct visits are hashed into marker items
 (:class:`logpipe.counting.visitors.MarkerMaker`), and each marker goes
 through two states, over :class:`logpipe.daemon.markerstore.MarkerStore`:
 
-1. *claim* round trip: ``add`` with the pending value ``p<ttl>:<grace>``.
-   ``HD``: this writer owns the marker.  ``NS``: it exists — read it later.
-2. *commit* round trip, sent at once: for each counter, its owned markers
-   set to ``c`` and then ``ma <counter> +n`` — quiet commands, one unit per
-   ``send()`` (see the store module: memcached applies every quiet command
-   it received, even from a writer killed right after sending).
+1. *claim* round trip: ``add`` with the pending value ``p<ttl>:<grace>:<unit>``,
+   the markers grouped into *units* (one server and key head, each with a
+   unique id).  ``HD``: this writer owns the marker.  ``NS``: it exists —
+   read it later.
+2. *commit* round trip, sent at once: for each unit with owned markers, its
+   *commit record* ``{head}#c.{unit}`` and then ``ma <counter> +n`` for each
+   of its counters — quiet commands, whole units per ``send()`` (see the
+   store module: memcached applies every quiet command it received, even
+   from a writer killed right after sending).  One record stands for all of
+   a unit's markers: no marker is written twice.
 
 A marker read later (``mg v c t``: an ``NS``, a lost claim, a commit whose
-reply did not come) is: ``c`` (or empty, an older logpipe's) — counted,
-done; missing (expired, evicted, a restarted server) — added again; pending
-and *young* — read again at the next flush; pending and *old*: its age
+reply did not come) is: pending and its unit's record exists (or ``c`` or
+empty, an older logpipe's) — counted, done; missing (expired, evicted, a
+restarted server) — added again; pending without a record and *young* —
+read again at the next flush; pending without a record and *old*: its age
 (the TTL in its value minus the remaining TTL, memcached's own clock) is
 over the grace (:func:`grace_seconds`, the larger of the creator's, written
 in the value, and this writer's) — its owner is dead, so take it over with
 a compare-and-swap set (``ms <marker> C<cas>``: one writer wins) to a fresh
-pending value, then commit it as an owner.
+pending value in one of this writer's units, then commit it as an owner.
 
 **Why nothing is counted twice or lost.**  (1) A counter is incremented
-only in a commit unit — the unit's markers set to ``c``, then one ``ma`` —
-sent by the marker's owner.  A unit goes to the kernel whole, in one
-``send()`` that has room for it (a SIGKILL acts between system calls; a
-timeout never leaves half a unit sent), on one connection (markers live on
-their counter's server), and memcached applies quiet commands in order and
-all of those it received; so ``p`` means "never counted" and ``c`` means
-"counted".  (2) One owner per marker: ``add`` and the compare-and-swap
-takeover are atomic, and an owner starts no unit later than
-``owner_window`` after sending its claim, while a takeover needs the
-marker to be older than the grace (> that window + the round trips):
-a taker that still reads ``p`` knows the owner's commit never happened and
-never will.  (3) No loss: a worker acknowledges its lines only when all
+only in a commit unit — the unit's record, then its ``ma`` commands — sent
+by the owner of the markers holding that unit's id, counting exactly those
+(a marker holds a unit's id only if its owner's ``add`` or compare-and-swap
+stored it, and a unit whose claim round trip failed is never committed).
+A unit goes to the kernel whole, in one ``send()`` that has room for it (a
+SIGKILL acts between system calls; a timeout never leaves half a unit
+sent), on one connection (markers and records live on their counter's
+server), and memcached applies quiet commands in order and all of those it
+received; so a marker whose unit has no record was never counted, and one
+whose unit has its record was.  (2) One owner per marker: ``add`` and the
+compare-and-swap takeover are atomic, and an owner starts no unit later
+than ``owner_window`` after sending its claim, while a takeover needs the
+marker to be older than the grace (> that window + the round trips): a
+taker that still finds no record knows the owner's commit never happened
+and never will.  (3) No loss: a worker acknowledges its lines only when all
 their markers are resolved (``waiting()`` is 0), so a dead owner's lines
-are replayed and its ``p`` markers found again — by its successor if no
+are replayed and its pending markers found again — by its successor if no
 other writer gets there first — and taken over after the grace.  Windows,
 each tested in ``tests/test_visitors.py`` with a worker that SIGKILLs itself
 (:data:`KILL_ENV`):
 
-* killed after the claim, before the commit: the markers stay ``p``; after
-  the grace the replaying worker (or another web server) takes them over.
+* killed after the claim, before the commit: no record; after the grace
+  the replaying worker (or another web server) takes the markers over.
 * killed after sending the commit, before its reply: memcached applies the
-  quiet commands it has; the markers read ``c``, counted once.
+  quiet commands it has; the records exist, counted once.
 * killed between two ``send()`` calls of one commit: whole units are
-  applied (``c`` and counted) or not (``p``, taken over later).
+  applied (record and counts) or not (no record, taken over later).
 
 What remains is outside a writer's crash: memcached itself killed or
 restarted (it loses every item anyway), a connection cut by the network
-in the middle of a unit (``c`` without its ``ma``: an undercount, never a
-double count), memcached answering a c-set ``SERVER_ERROR`` (out of memory
-with ``-M``), or memcached frozen (SIGSTOP, swap) for longer than the grace
-between a writer's claim and its commit while another writer reads the
-marker.
+in the middle of a unit (a record without all its ``ma``: an undercount,
+never a double count), memcached answering a record ``SERVER_ERROR`` (out
+of memory with ``-M``), a record evicted before its markers (give memcached
+the memory: an evicted marker counts again as well), or memcached frozen
+(SIGSTOP, swap) for longer than the grace between a writer's claim and its
+commit while another writer reads the marker.
 
 While memcached is down, markers (and visits whose day has no salt yet) wait,
 at most ``--max-pending-visitors``; past it new ones are dropped and counted
@@ -71,7 +80,7 @@ from array import array
 
 from logpipe.config import Settings
 from logpipe.counting.visitors import MarkerMaker, new_salt, salt_key
-from logpipe.daemon.markerstore import MarkerStore
+from logpipe.daemon.markerstore import SEND_CHUNK, MarkerStore
 from logpipe.daemon.store import CounterStore, StoreError
 
 __all__ = ["VisitorMarkers", "grace_seconds", "KILL_ENV"]
@@ -202,7 +211,7 @@ class VisitorMarkers:
         new, stale = self.pending, self.stale
         self.pending, self.stale = {}, {}
         sent = time.monotonic()
-        stored, other, failed = self.markers.claim(new, stale, self.pending_value)
+        stored, other, failed, units = self.markers.claim(new, stale, self.pending_value)
         if len(stored) == len(new) and not stale:  # the usual claim: every marker is new
             owned = new
         else:
@@ -214,12 +223,12 @@ class VisitorMarkers:
                     self.checking[marker] = counter
                 else:  # server failed, or out of memory: add again
                     self.pending[marker] = counter
-        for marker, (counter, _cas) in stale.items():
-            if marker in stored:
-                owned[marker] = counter
-                self.takeovers += 1
-            else:
-                self.checking[marker] = counter
+            for marker, (counter, _cas) in stale.items():
+                if marker in stored:
+                    owned[marker] = counter
+                    self.takeovers += 1
+                else:
+                    self.checking[marker] = counter
         if owned:
             on_sent = self._die_at if self._kill_at is not None else None
             if on_sent is not None:
@@ -227,7 +236,9 @@ class VisitorMarkers:
             if time.monotonic() - sent > self.owner_window:
                 self.checking.update(owned)  # too late to commit: others may take over; read them
             else:
-                _done, unsure = self.markers.commit(owned, sent + self.owner_window, on_sent)
+                # The kill hook's "commit-half" needs a commit of several send() calls.
+                chunk = 1 if self._kill_at is not None else SEND_CHUNK
+                _done, unsure = self.markers.commit(units, stored, sent + self.owner_window, on_sent, chunk)
                 for marker in unsure:
                     self.checking[marker] = owned[marker]
         if failed:
@@ -249,7 +260,7 @@ class VisitorMarkers:
             if value is None:
                 self.pending[marker] = counter
             elif value[:1] == b"p":
-                ttl, _, grace = value[1:].partition(b":")
+                ttl, grace = (value[1:].split(b":") + [b""])[:2]  # p<ttl>:<grace>[:<unit>]
                 try:
                     age, grace = int(ttl) - left, max(self.grace, int(grace))
                 except ValueError:
