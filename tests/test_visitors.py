@@ -319,7 +319,9 @@ def test_a_live_writers_young_pending_markers_are_not_taken_over(memcached):
         taker.checking = {young: counter, old: counter}
         assert taker._check()
         assert set(taker.stale) == {old} and set(taker.checking) == {young}
-    assert takers[0]._claim_and_commit() and takers[1]._claim_and_commit()
+    for taker in takers:
+        taker._start_claim()
+        assert taker._finish_claim()
     assert [t.takeovers for t in takers] == [1, 0] and old in takers[1].checking
     assert read_visitors(memcached, [counter]) == {counter: 1}
     # the taken-over marker now names the winner's unit, whose commit record exists
@@ -331,6 +333,50 @@ def test_a_live_writers_young_pending_markers_are_not_taken_over(memcached):
     assert counted == {old} and set(others) == {young}
     for taker in takers:
         taker.store.close()
+
+
+def test_a_claim_in_flight_when_memcached_freezes_counts_once(memcached):
+    """The worker sends a claim and reads lines while memcached answers it (the claim in flight);
+    memcached freezes before answering, so the reply times out, but when it wakes it applies the
+    adds up to its first failed reply write (the worker closed the connection): the worker adds
+    them all again, owns those memcached had not applied (HD), finds the others pending without a
+    commit record (its own unit, never committed: NS), takes them over after the grace and counts
+    every visitor once."""
+    from logpipe.config import Settings
+    from logpipe.daemon.store import CounterStore
+    from logpipe.daemon.visitors import VisitorMarkers
+
+    people = [(b"10.2.0.%d" % i, FIREFOX.format(n=i % 3).encode()) for i in range(40)]
+    held = {(DAY, None, f"/p/{i % 4}", address, agent) for i, (address, agent) in enumerate(people)}
+    held |= {(DAY, None, "/p/9", address, agent) for address, agent in people[:10]}
+    store = CounterStore([("127.0.0.1", memcached.port)], ttl=600, timeout=0.3)
+    markers = VisitorMarkers(store, Settings(memcached=memcached.spec, timeout=0.3))
+    try:
+        # one visitor first: the salt exists and the connection is open before memcached freezes
+        markers.add({(DAY, None, "/warm", b"10.3.0.1", people[0][1])})
+        assert markers.flush(check=True)
+        memcached.pause()
+        try:
+            markers.add(set(held))
+            assert markers.flush(check=False)  # sent (the kernel buffers it), not answered
+            assert markers.claimed_for() >= 0 and markers.waiting() == 40 + 50  # site + per-URL markers
+            assert not markers.settle()  # the reply times out: nothing is known stored
+        finally:
+            memcached.resume()
+        assert markers.claimed_for() < 0 and len(markers.pending) == 90
+        deadline = time.monotonic() + 30
+        while not markers.flush(check=True):
+            assert time.monotonic() < deadline, (markers.waiting(), markers.last_error)
+            for server in store.servers:
+                server.retry_at = 0.0
+            time.sleep(0.2)
+        assert 1 <= markers.takeovers <= 90  # those applied unseen were taken over
+        expected = {visitors_key(DAY): 41, **{visitors_key(DAY, f"/p/{k}"): 10 for k in range(4)},
+                    visitors_key(DAY, "/p/9"): 10, visitors_key(DAY, "/warm"): 1}
+        assert read_visitors(memcached, expected) == expected
+        assert_every_marker_counted(every_item(memcached))
+    finally:
+        store.close()
 
 
 def test_markers_wait_while_memcached_is_down_and_drops_are_reported(logpipe_bin, memcached_factory, tmp_path):

@@ -54,7 +54,7 @@ from operator import itemgetter
 from logpipe.counting.visitors import DIGEST_BYTES
 from logpipe.daemon.store import CounterStore, StoreError, SEND_ERRORS, Server
 
-__all__ = ["MarkerStore", "Unit", "UNIT_MARKERS", "record_key"]
+__all__ = ["MarkerStore", "Claim", "Unit", "UNIT_MARKERS", "record_key"]
 
 #: Markers per unit at most: a unit's commit (a record, and one ``ma`` per
 #: counter of ≤ 250 bytes) stays under 72 KB, within one ``send()``.
@@ -71,6 +71,46 @@ def record_key(marker: str, unit: str) -> str:
     """The commit record of *unit* for *marker*: ``{head}#c.{unit}``, *head* the
     marker's visitors key head (the key without its ``#v.``/``#u.`` and digest)."""
     return marker[:-MARKER_TAIL] + "#c." + unit
+
+
+@dataclass
+class Claim:
+    """A claim in progress (:meth:`MarkerStore.claim_send`).
+
+    Attributes:
+        sent: monotonic time the claim was sent (the owner's window starts there).
+        stored, other, failed, units: as :meth:`MarkerStore.claim_finish` returns.
+        inflight: ``(server, markers in reply order)`` of the batches sent, not yet read.
+    """
+
+    sent: float
+    stored: set = field(default_factory=set)
+    other: set = field(default_factory=set)
+    failed: set = field(default_factory=set)
+    units: list = field(default_factory=list)
+    inflight: list = field(default_factory=list)
+
+    def waiting(self) -> int:
+        """Markers sent whose replies are not read yet."""
+        return sum(len(order) for _server, order in self.inflight)
+
+    def apply(self, order: list[str], replies: list[bytes]) -> None:
+        """Sort one batch's markers by their replies (``HD`` stored; ``NS``/``EX``/``NF``
+        other; ``SERVER_ERROR`` neither, added again).
+
+        Raises:
+            StoreError: any other reply (a protocol error).
+        """
+        if replies[:len(order)].count(b"HD") == len(order):  # the usual batch: all stored
+            self.stored.update(order)
+            return
+        for key, reply in zip(order, replies):
+            if reply == b"HD":
+                self.stored.add(key)
+            elif reply in (b"NS", b"EX", b"NF"):
+                self.other.add(key)
+            elif not reply.startswith(b"SERVER_ERROR"):  # out of memory: retried
+                raise StoreError(f"{key}: {reply.decode('ascii', 'replace')}")
 
 
 @dataclass
@@ -129,35 +169,36 @@ class MarkerStore:
 
     def claim(self, new: dict[str, str], stale: dict[str, tuple[str, int]],
               pending: bytes) -> tuple[set[str], set[str], set[str], list[Unit]]:
-        """Add *new* markers and take over *stale* ones, pending in a unit.
+        """Add *new* markers and take over *stale* ones, pending in a unit:
+        :meth:`claim_send` then :meth:`claim_finish` (see those)."""
+        return self.claim_finish(self.claim_send(new, stale, pending))
+
+    def claim_send(self, new: dict[str, str], stale: dict[str, tuple[str, int]], pending: bytes) -> "Claim":
+        """Send the claim of *new* and *stale* markers; each server's last batch is
+        only sent, its replies read by :meth:`claim_finish` — meanwhile the worker
+        reads lines, memcached works.  Until then the claim's servers' batch
+        connections must not be used otherwise.
 
         Args:
             new: ``{marker: counter}`` to create if missing (``add``).
             stale: ``{marker: (counter, cas)}`` to overwrite if unchanged since read.
             pending: the pending state without its unit (``p<ttl>:<grace>``,
                 ASCII, no spaces); each marker holds ``{pending}:{unit}``.
-
-        Returns:
-            ``(stored, other, failed_servers, units)``: the markers this writer
-            now owns; those it does not (``NS``/``EX``/``NF``: read them);
-            servers that failed or back off (their markers are in neither
-            set); the units sent (commit those with stored markers).
         """
         store = self.store
         ttl = store.ttl
         vivify = " N%d J0 D0\r\n" % ttl
         routes = dict(new)
         routes.update((m, c) for m, (c, _cas) in stale.items())
-        stored: set[str] = set()
-        other: set[str] = set()
-        failed: set[str] = set()
-        units = self._units(routes, failed)
+        claim = Claim(time.monotonic())
+        claim.units = self._units(routes, claim.failed)
         by_server: dict[Server, list[Unit]] = {}
-        for unit in units:
+        for unit in claim.units:
             by_server.setdefault(unit.server, []).append(unit)
         for server, server_units in by_server.items():
+            batches = list(_batches(server_units))
             try:
-                for batch in _batches(server_units):
+                for n, batch in enumerate(batches, 1):
                     texts, order = [], []
                     for unit in batch:
                         value = "%s:%s" % (pending.decode("ascii"), unit.unit)
@@ -174,23 +215,47 @@ class MarkerStore:
                         order.extend(takeovers)
                     # The counters too, as 0 if missing: the commit's ``ma`` then never creates
                     # one, and memcached answers a quiet commit nothing before ``mn``.
-                    counters = {c for unit in batch for c in unit.counters.values()}
+                    counters = set().union(*[unit.counters.values() for unit in batch])
                     texts.append("ma " + (vivify + "ma ").join(counters) + vivify)
-                    replies = store._round_trip(server, "".join(texts).encode())
-                    if replies[:len(order)].count(b"HD") == len(order):  # the usual batch: all stored
-                        stored.update(order)
-                        continue
-                    for key, reply in zip(order, replies):
-                        if reply == b"HD":
-                            stored.add(key)
-                        elif reply in (b"NS", b"EX", b"NF"):
-                            other.add(key)
-                        elif not reply.startswith(b"SERVER_ERROR"):  # out of memory: retried
-                            raise StoreError(f"{key}: {reply.decode('ascii', 'replace')}")
+                    body = "".join(texts).encode()
+                    if n < len(batches):  # one batch in flight per connection: its replies stay small
+                        claim.apply(order, store._round_trip(server, body))
+                    else:
+                        server.batch.send(body)
+                        claim.inflight.append((server, order))
             except SEND_ERRORS as exc:
                 server.failed(exc, time.monotonic())
-                failed.add(server.name)
-        return stored, other, failed, units
+                claim.failed.add(server.name)
+        return claim
+
+    def claim_finish(self, claim: "Claim") -> tuple[set[str], set[str], set[str], list[Unit]]:
+        """Read the replies of *claim*'s batches in flight.
+
+        Returns:
+            ``(stored, other, failed_servers, units)``: the markers this writer
+            now owns; those it does not (``NS``/``EX``/``NF``: read them);
+            servers that failed or back off (their markers are in neither
+            set); the units sent (commit those with stored markers).
+        """
+        for server, order in claim.inflight:
+            if server.name in claim.failed:
+                continue
+            try:
+                replies = server.batch.receive().split(b"\r\n")
+                server.succeeded(time.monotonic(), time.monotonic() - claim.sent)
+                claim.apply(order, replies)
+            except SEND_ERRORS as exc:
+                server.failed(exc, time.monotonic())
+                claim.failed.add(server.name)
+        claim.inflight = []
+        # A failed server's markers are in neither set: added again (those applied unseen are
+        # found pending, with no record: taken over after the grace).
+        for server_name in claim.failed:
+            for unit in claim.units:
+                if unit.server.name == server_name:
+                    claim.stored.difference_update(unit.counters)
+                    claim.other.difference_update(unit.counters)
+        return claim.stored, claim.other, claim.failed, claim.units
 
     def commit(self, units: list[Unit], stored: set[str], deadline: float,
                on_sent=None, chunk_bytes: int = SEND_CHUNK) -> tuple[set[str], set[str]]:

@@ -124,8 +124,39 @@ class _BatchConnection:
             self.close()
             raise
 
+    def send(self, body: bytes) -> None:
+        """Send *body* (commands; ``mn`` is added) without reading the replies: the
+        caller reads them with :meth:`receive` before any other use of this connection.
+
+        Raises:
+            OSError: as :meth:`exchange` (the connection is closed).
+        """
+        try:
+            if self.sock is None:
+                self.sock = self._connect()
+                self._send_and_read(b"")  # a frozen server must answer first (see exchange)
+            self.sock.sendall(body + b"mn\r\n")
+        except BaseException:
+            self.close()
+            raise
+
+    def receive(self) -> bytes:
+        """The replies to the last :meth:`send`, before its ``MN``.
+
+        Raises:
+            OSError, StoreError: as :meth:`exchange` (the connection is closed).
+        """
+        try:
+            return self._read_until_mn()
+        except BaseException:
+            self.close()
+            raise
+
     def _send_and_read(self, body: bytes) -> bytes:
         self.sock.sendall(body + b"mn\r\n")
+        return self._read_until_mn()
+
+    def _read_until_mn(self) -> bytes:
         reply = bytearray()
         while not reply.endswith(b"MN\r\n"):
             data = self.sock.recv(65536)

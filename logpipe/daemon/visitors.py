@@ -136,6 +136,7 @@ class VisitorMarkers:
         self.pending: dict[str, str] = {}  # marker → counter: to add
         self.checking: dict[str, str] = {}  # to read (NS, lost claims, unsure commits)
         self.stale: dict[str, tuple[str, int]] = {}  # to take over: marker → (counter, cas)
+        self._claim = None  # (Claim in flight, its new markers, its stale ones)
         self._known = array("q", bytes(8 * KNOWN_VISITS))
         self.dropped = 0
         self.takeovers = 0
@@ -144,7 +145,8 @@ class VisitorMarkers:
 
     def waiting(self) -> int:
         """Markers and raw visits not yet confirmed by memcached."""
-        return len(self.pending) + len(self.raw) + len(self.checking) + len(self.stale)
+        claimed = len(self._claim[1]) + len(self._claim[2]) if self._claim is not None else 0
+        return len(self.pending) + len(self.raw) + len(self.checking) + len(self.stale) + claimed
 
     def add(self, visits: set[tuple]) -> None:
         """Hold *visits* (``Pipeline.take_visits()``) for the next flush, within the bound."""
@@ -161,33 +163,53 @@ class VisitorMarkers:
                 self.dropped += 1
 
     def flush(self, check: bool = True) -> bool:
-        """Salt, hash, claim and commit the held markers, :data:`CHUNK` visits at a time;
-        with *check* (or when :data:`CHUNK` of them wait), then read the markers
-        others hold (one ``mg`` round trip) and take over the stale ones.
+        """Salt, hash, claim and commit the held markers, :data:`CHUNK` visits at a time,
+        each chunk hashed while memcached answers the previous chunk's claim; with
+        *check* (or when :data:`CHUNK` of them wait), then read the markers others
+        hold (one ``mg`` round trip) and take over the stale ones.  Without
+        *check* the last claim stays in flight (:meth:`settle` or the next call
+        finishes it): the worker reads lines meanwhile.
 
         Returns:
-            False while some marker waits (memcached down, a pending marker
-            still young): the lines that made them must not be acknowledged.
+            False when memcached failed; with *check*, also while some marker
+            waits (memcached down, a pending marker still young): the lines
+            that made them must not be acknowledged.
         """
-        ok = True
+        ok = self._finish_claim()
         raw = list(self.raw)
         self.raw = set()
-        if raw:
-            ok = self._ensure_salts({visit[0] for visit in raw})
+        if raw and not self._ensure_salts({visit[0] for visit in raw}):
+            ok = False
         for start in range(0, max(len(raw), 1), CHUNK):
             chunk = raw[start:start + CHUNK]
             if chunk:
                 markers, left = self.maker.markers(chunk, self.salts, self._known)
                 self.raw |= left
                 self._hold(markers)
-            if self.pending and not self._claim_and_commit():
+            if not self._finish_claim():
                 ok = False
+            if not ok:
                 self.raw.update(raw[start + CHUNK:])  # hashed on a later flush
                 break
+            if self.pending:
+                self._start_claim()
         check = check or len(self.checking) >= CHUNK  # bounds their memory between flushes
+        if check or not ok:
+            ok = self._finish_claim() and ok
         if ok and check and self.checking and self._check() and (self.stale or self.pending):
-            ok = self._claim_and_commit()
-        return ok and not self.waiting()
+            self._start_claim()
+            ok = self._finish_claim()
+        return ok and not (check and self.waiting())
+
+    def claimed_for(self) -> float:
+        """Seconds since the claim in flight was sent; -1 when none is."""
+        return time.monotonic() - self._claim[0].sent if self._claim is not None else -1.0
+
+    def settle(self) -> bool:
+        """Finish the claim in flight, if any (before the store's connections are
+        used for anything else, and when the worker is idle).  Returns False
+        when memcached failed."""
+        return self._finish_claim()
 
     def _hold(self, markers: dict[str, str]) -> None:
         """Add *markers* to the pending ones, within ``--max-pending-visitors``."""
@@ -205,13 +227,20 @@ class VisitorMarkers:
             else:
                 self.dropped += 1
 
-    def _claim_and_commit(self) -> bool:
-        """Claim the pending and stale markers; commit the ones now owned.
-        Returns False when a server failed (what it held waits)."""
+    def _start_claim(self) -> None:
+        """Send the claim of the pending and stale markers (:meth:`_finish_claim` reads it)."""
         new, stale = self.pending, self.stale
         self.pending, self.stale = {}, {}
-        sent = time.monotonic()
-        stored, other, failed, units = self.markers.claim(new, stale, self.pending_value)
+        self._claim = (self.markers.claim_send(new, stale, self.pending_value), new, stale)
+
+    def _finish_claim(self) -> bool:
+        """Read the claim in flight and commit the markers now owned.
+        Returns False when a server failed (what it held waits)."""
+        if self._claim is None:
+            return True
+        claim, new, stale = self._claim
+        self._claim = None
+        stored, other, failed, units = self.markers.claim_finish(claim)
         if len(stored) == len(new) and not stale:  # the usual claim: every marker is new
             owned = new
         else:
@@ -233,12 +262,12 @@ class VisitorMarkers:
             on_sent = self._die_at if self._kill_at is not None else None
             if on_sent is not None:
                 on_sent(0, 0)
-            if time.monotonic() - sent > self.owner_window:
+            if time.monotonic() - claim.sent > self.owner_window:
                 self.checking.update(owned)  # too late to commit: others may take over; read them
             else:
                 # The kill hook's "commit-half" needs a commit of several send() calls.
                 chunk = 1 if self._kill_at is not None else SEND_CHUNK
-                _done, unsure = self.markers.commit(units, stored, sent + self.owner_window, on_sent, chunk)
+                _done, unsure = self.markers.commit(units, stored, claim.sent + self.owner_window, on_sent, chunk)
                 for marker in unsure:
                     self.checking[marker] = owned[marker]
         if failed:

@@ -44,6 +44,10 @@ FLUSH_EARLY_KEYS = 10_000
 #: Send unique-visitor markers before the interval when this many distinct
 #: visits are held: their memory stays small (README, "Unique visitors").
 MARKERS_EARLY = 3_000
+#: Seconds a visitors claim may stay in flight (memcached answering it while
+#: lines are read) before the worker reads its replies and commits, idle or
+#: not: far inside the owner's window (2 s with ``--timeout 0.5``).
+SETTLE_CLAIM_AFTER = 0.05
 
 
 class Worker:
@@ -128,6 +132,8 @@ class Worker:
                 self._write_status()
                 next_status = now + STATUS_EVERY
             timeout = max(0.0, min(next_flush, next_beat) - time.monotonic())
+            if self.visitors is not None and self.visitors.claimed_for() >= 0:
+                timeout = min(timeout, SETTLE_CLAIM_AFTER)  # idle soon: commit the claim in flight
             try:
                 ready, _, _ = select.select([self.data_fd, wake_r], [], [], timeout)
             except InterruptedError:
@@ -142,8 +148,12 @@ class Worker:
                     self._send_markers()
                     if len(self.pending) >= FLUSH_EARLY_KEYS:
                         self.flush()  # many new visitors counters (one per URL): bound memory
+                elif self.visitors is not None and self.visitors.claimed_for() > SETTLE_CLAIM_AFTER:
+                    self.visitors.settle()  # a trickle after a burst: commit well within the owner's window
             elif not ready:
                 self.prepare()  # idle: classify now, so a flush or EOF only sends
+                if self.visitors is not None:
+                    self.visitors.settle()  # and commit the visitors claimed
         self.final_flush()
         self._remove_status()
         return EXIT_OK
