@@ -277,6 +277,11 @@ class Probe:
 
     def _delay_summary(self, measure: str) -> dict:
         delays = self.delays(measure)
+        sent, seen = self.sent[measure], self.seen[measure]
+        # the median delay of each tenth of the run (by send time): a worker
+        # falling behind shows as a rising trend, a slow flush as a flat one
+        ordered = [seen[k] - sent[k] for k in sorted(seen, key=sent.__getitem__)]
+        tenths = [sorted(ordered[len(ordered) * i // 10:len(ordered) * (i + 1) // 10]) for i in range(10)]
 
         def pct(p: float) -> float | None:
             if not delays:
@@ -289,6 +294,7 @@ class Probe:
             "delay_p50_s": pct(50),
             "delay_p99_s": pct(99),
             "delay_max_s": delays[-1] if delays else None,
+            "delay_p50_by_tenth_s": [round(t[len(t) // 2], 2) for t in tenths if t],
         }
 
     def summary(self) -> dict:
@@ -449,13 +455,18 @@ def _worker_status(status_dir: Path) -> dict | None:
     if not docs:
         return None
     doc = max(docs, key=lambda d: d.get("updated", 0))
-    return {k: doc.get(k) for k in ("pid", "lines", "page_views", "pending_keys", "pending_visitors",
+    return {k: doc.get(k) for k in ("pid", "updated", "lines", "page_views", "pending_keys", "pending_visitors",
                                     "dropped_visitors", "dropped_counts", "flushes", "last_flush_ok", "lines_per_second",
                                     "rss")}
 
 
 class _WorkerWatch:
-    """Reads the worker's status file every second during the load; :meth:`stop` returns the peaks."""
+    """Reads the worker's status file every second during the load.
+
+    :meth:`stop` returns the peaks of :attr:`FIELDS` and ``flush_cycle_s``:
+    seconds per flush while the load ran (the flush interval plus the time a
+    flush takes, when the worker always has counts to send).
+    """
 
     FIELDS = ("pending_keys", "pending_visitors", "dropped_visitors", "lines_per_second", "rss")
 
@@ -463,6 +474,7 @@ class _WorkerWatch:
         self.status_dir = status_dir
         self.peaks: dict[str, float] = {}
         self.samples = 0
+        self._flushes: list[tuple[float, int]] = []  # (status file's "updated", flushes)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -478,11 +490,17 @@ class _WorkerWatch:
                 value = status.get(name)
                 if isinstance(value, (int, float)):
                     self.peaks[name] = max(value, self.peaks.get(name, value))
+            if isinstance(status.get("flushes"), int) and status.get("updated"):
+                self._flushes.append((status["updated"], status["flushes"]))
 
     def stop(self) -> dict:
         self._stop.set()
         self._thread.join(5)
-        return {"samples": self.samples, **self.peaks}
+        out = {"samples": self.samples, **self.peaks}
+        if len(self._flushes) >= 2 and self._flushes[-1][1] > self._flushes[0][1]:
+            (t0, f0), (t1, f1) = self._flushes[0], self._flushes[-1]
+            out["flush_cycle_s"] = round((t1 - t0) / (f1 - f0), 3)
+        return out
 
 
 def load_run(kind: str, cfg: LoadConfig, run_id: str) -> dict:

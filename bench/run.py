@@ -8,6 +8,8 @@ Usage (from the repository root)::
     python -m bench.run --duration 60        # longer httpd load runs
     python -m bench.run --only httpd --logpipe "/abs/path/to/logpipe"
                                              # the httpd runs with another logger build
+    python -m bench.run --only httpd --visitors 0
+                                             # the httpd runs on one page with one visitor
 
 Parts (all on the same input file, the real combined logs replicated to at
 least ``--lines`` lines, each copy one day later; a generated log when
