@@ -275,8 +275,10 @@ def checks(doc: dict) -> list[dict]:
     for kind in ("logpipe", "memcached-frozen", "worker-frozen"):
         visitors = _get(r, f"httpd_{kind}", "visitors")
         if visitors:
-            add(f"httpd [{kind}] site visitors = User-Agents sent", f"{visitors['counted']} / {visitors['expected']}",
-                "equal", bool(visitors["exact"]))
+            # drops past --max-pending-visitors (memcached frozen) are reported, not hidden
+            dropped = _get(r, f"httpd_{kind}", "worker_status", "dropped_visitors", default=0) or 0
+            add(f"httpd [{kind}] site visitors = User-Agents sent", f"{visitors['counted']} / {visitors['expected']}"
+                + (f" ({dropped} dropped)" if dropped else ""), "equal", bool(visitors["exact"]))
     for name in ("eof_daemon", "eof_worker"):
         eof = r.get(name, {})
         if "eof_to_exit_ms" in eof:
