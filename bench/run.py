@@ -8,6 +8,8 @@ Usage (from the repository root)::
     python -m bench.run --duration 60        # longer httpd load runs
     python -m bench.run --only httpd --logpipe "/abs/path/to/logpipe"
                                              # the httpd runs with another logger build
+    python -m bench.run --only httpd --visitors 0
+                                             # the httpd runs on one page with one visitor
 
 Parts (all on the same input file, the real combined logs replicated to at
 least ``--lines`` lines, each copy one day later; a generated log when
@@ -22,7 +24,8 @@ least ``--lines`` lines, each copy one day later; a generated log when
 3. ``goaccess`` Debian's goaccess on the whole file.
 4. ``alp`` apache-log-parser's stock ``make_parser`` per line (first ``--alp-lines``).
 5. ``httpd`` real Apache under wrk: CustomLog to ``cat``, to logpipe, to
-   logpipe with memcached SIGSTOPped, to logpipe with its worker SIGSTOPped.
+   logpipe with memcached SIGSTOPped, to logpipe with its worker SIGSTOPped;
+   ``--visitors`` new visitors on ``--urls`` pages (``bench.visitorload``).
 6. ``eof`` EOF to exit with 10,000 distinct keys pending (worker, daemon).
 +. ``memory`` the worker's peak RSS with 100,000 distinct URLs in one day.
 
@@ -68,6 +71,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--probe-rate", type=float, default=20.0, help="probe requests per second (default 20)")
+    parser.add_argument("--visitors", type=int, default=20_000,
+                        help="new visitors (distinct browser User-Agents from 127.0.0.1) arriving at a steady "
+                             "rate over each httpd load run, on --urls pages (default 20,000); 0: every request "
+                             "is /index.html with one User-Agent (the visitor markers are not exercised)")
+    parser.add_argument("--urls", type=int, default=2_000,
+                        help="distinct page paths of the visitor load, Zipf popularity (default 2,000)")
     parser.add_argument("--httpd-runs", default="cat,logpipe,memcached-frozen,worker-frozen",
                         help="which httpd load runs (default: all four)")
     parser.add_argument("--logpipe", help="logger command for the httpd runs (default: .venv/bin/logpipe)")
@@ -182,7 +191,7 @@ def run_parts(args: argparse.Namespace, say=print) -> dict:
 
             cfg = LoadConfig(duration=sizes["duration"], warmup=sizes["warmup"], connections=args.connections,
                              threads=args.threads, probe_rate=args.probe_rate, log_level=args.log_level,
-                             logpipe=args.logpipe)
+                             logpipe=args.logpipe, visitors=args.visitors, urls=args.urls)
             run_id = f"{os.getpid()}-{int(time.time())}"
             for kind in KINDS:
                 if kind in args.httpd_runs.split(","):
@@ -258,6 +267,18 @@ def checks(doc: dict) -> list[dict]:
         missing = _get(r, "httpd_logpipe", "probe", "missing", default=0)
         add("request-to-count delay p99", f"{p99:.3f} s" + (f" ({missing} never seen)" if missing else ""),
             "<= 1.5 s", p99 <= 1.5 and not missing)
+    p99 = _get(r, "httpd_logpipe", "probe", "visitors", "delay_p99_s")
+    if p99 is not None:
+        missing = _get(r, "httpd_logpipe", "probe", "visitors", "missing", default=0)
+        add("request-to-visitor-count delay p99", f"{p99:.3f} s" + (f" ({missing} never seen)" if missing else ""),
+            "<= 1.1 s", p99 <= 1.1 and not missing)
+    for kind in ("logpipe", "memcached-frozen", "worker-frozen"):
+        visitors = _get(r, f"httpd_{kind}", "visitors")
+        if visitors:
+            # drops past --max-pending-visitors (memcached frozen) are reported, not hidden
+            dropped = _get(r, f"httpd_{kind}", "worker_status", "dropped_visitors", default=0) or 0
+            add(f"httpd [{kind}] site visitors = User-Agents sent", f"{visitors['counted']} / {visitors['expected']}"
+                + (f" ({dropped} dropped)" if dropped else ""), "equal", bool(visitors["exact"]))
     for name in ("eof_daemon", "eof_worker"):
         eof = r.get(name, {})
         if "eof_to_exit_ms" in eof:
@@ -321,6 +342,11 @@ def format_table(doc: dict) -> str:
                 text += f", logpipe {run['logpipe_cpu_percent']:.0f}% CPU"
         if kind == "logpipe" and run["probe"].get("delay_p99_s") is not None:
             text += f", count delay p50 {run['probe']['delay_p50_s']:.2f} s p99 {run['probe']['delay_p99_s']:.2f} s"
+        visitors = run["probe"].get("visitors") or {}
+        if kind == "logpipe" and visitors.get("delay_p99_s") is not None:
+            text += f", visitor count delay p50 {visitors['delay_p50_s']:.2f} s p99 {visitors['delay_p99_s']:.2f} s"
+        if run.get("visitors"):
+            text += f", visitors {run['visitors']['counted']} of {run['visitors']['expected']} sent"
         if kind == "worker-frozen" and run.get("supervisor"):
             text += f", worker restarts {len(run['supervisor'].get('worker_restarts') or [])}"
         row("5", f"httpd + wrk {load['seconds']:.0f} s, {label}", text)
