@@ -123,7 +123,9 @@ class Worker:
                 next_beat = now + HEARTBEAT_EVERY
             if now >= next_flush:
                 self.flush()
-                next_flush = time.monotonic() + interval
+                # A steady cadence: a count waits one interval, not one interval plus the
+                # flush's own time (unless flushes fall behind: then no back-to-back flushes).
+                next_flush = max(next_flush + interval, time.monotonic() + interval / 4)
                 if self._over_memory():
                     self.final_flush()
                     self._remove_status()
@@ -219,9 +221,11 @@ class Worker:
         """
         offset = self.offset - self._held
         self.prepare()
-        # Markers first: they carry their own visitors increments (commit units).
-        visitors_ok = self._send_markers(check=True) if self.visitors is not None else True
-        if self.pending or self.pending_appends:
+        counters_ok = True
+        if self.visitors is not None:
+            self.visitors.settle()  # the claim in flight: the counters use the same connections
+        sending = bool(self.pending or self.pending_appends)
+        if sending:
             done, done_appends, failed = self.store.flush(self.pending, self.pending_appends,
                                                           self.counting_day.items())
             for key in done:
@@ -230,6 +234,7 @@ class Worker:
                 del self.pending_appends[key]
             self.flushes += 1
             if failed:
+                counters_ok = False
                 self.last_flush_error = "; ".join(
                     f"{s.name}: {s.last_error}" for s in self.store.servers if s.name in failed and s.last_error
                 ) or "backing off"
@@ -239,9 +244,12 @@ class Worker:
                 self.pipeline.forget_index()
                 if self.visitors is not None:
                     self.visitors.forget()
-            elif visitors_ok:
-                self.last_flush_ok = time.time()
-                self.last_flush_error = None
+        # The visitor markers after the counters (they carry their own visitors increments):
+        # a page view's count is not held up by the visitors' round trips.
+        visitors_ok = self._send_markers(check=True) if self.visitors is not None else True
+        if sending and counters_ok and visitors_ok:
+            self.last_flush_ok = time.time()
+            self.last_flush_error = None
         if not self.pending and not self.pending_appends and visitors_ok:
             self.last_flush_ok = self.last_flush_ok or time.time()
             if offset > self.acked:
