@@ -182,7 +182,7 @@ class MarkerMaker:
         self._urls: dict[tuple, tuple[str, bytes]] = {}
         self._salted: tuple = ()
 
-    def markers(self, visits, salts: dict[str, bytes], known=None) -> tuple[dict[str, str], set]:
+    def markers(self, visits, salts: dict[str, bytes], known=None, known_visitors=None) -> tuple[dict[str, str], set]:
         """Hash *visits* with their day's salt.
 
         Args:
@@ -193,6 +193,8 @@ class MarkerMaker:
                 into markers (slot ``hash & (len - 1)``).  Those are skipped,
                 and the others written in; a visit pushed out by another is
                 only sent again (memcached answers that its marker exists).
+            known_visitors: the same for ``(day, site, address, user_agent)``:
+                a returning visitor's site-wide marker is not sent again.
 
         Returns:
             ``({marker key: counter key}, visits left over)``.
@@ -209,6 +211,7 @@ class MarkerMaker:
             urls.clear()
         per_url = self.per_url
         mask = len(known) - 1 if known is not None else -1
+        visitor_mask = len(known_visitors) - 1 if known_visitors is not None else -1
         for visit in visits:
             if mask >= 0:
                 mark = hash(visit)
@@ -231,7 +234,14 @@ class MarkerMaker:
             ident = idents.get(who)
             if ident is None:  # one identity and one site-wide marker per visitor
                 ident = idents[who] = blake2b(address + b"\0" + agent, key=salt, digest_size=DIGEST_BYTES).digest()
-                out[site_marker + ident.hex()] = everyone
+                if visitor_mask >= 0:
+                    seen = hash(who)
+                    if known_visitors[seen & visitor_mask] == seen:  # a returning visitor
+                        seen = None
+                    else:
+                        known_visitors[seen & visitor_mask] = seen
+                if visitor_mask < 0 or seen is not None:
+                    out[site_marker + ident.hex()] = everyone
             if per_url:
                 made = urls.get((head, url))
                 if made is None:
