@@ -52,7 +52,7 @@ SALT_BYTES = 16
 #: per-line filter before the set starts again.
 NOT_PAGE_HEADS = 20_000
 #: Per-URL counter keys kept made (each about 200 bytes) before they are made again.
-URL_KEYS = 20_000
+URL_KEYS = 4_096
 #: Distinct User-Agent strings shared by the visits held (one bytes object each).
 AGENT_STRINGS = 20_000
 
