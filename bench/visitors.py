@@ -9,7 +9,10 @@ the same input:
    GoAccess on the same file: lines per second of wall-clock time and the ratios;
 2. the worker's peak RSS with ``--visitors`` visitors and as many URLs in one day
    (``bench.worker_main``; 3 page views per visitor), and the exact counts read back;
-3. memcached bytes (``stats bytes``) per 100,000 visitors a day: the exact
+3. the worker alone, CPU seconds with visitors on, with the visits collected
+   but no marker made (``bench.worker_main --collect-visitors-only``) and off:
+   what the per-line collection and the markers each cost;
+4. memcached bytes (``stats bytes``) per 100,000 visitors a day: the exact
    markers (measured: the same input with visitors on minus off), and a
    HyperLogLog-style sketch with ≤ 2 % error (4,096 six-bit registers, 3,072
    bytes: measured by storing 1,000 such items and scaling).
@@ -54,6 +57,23 @@ def daemon_run(path: Path, lines: int, options: list[str]) -> dict:
     return {"seconds": wall, "lines_per_s": lines / wall, "memcached_bytes": stats.get("bytes", 0) - before,
             "items": stats.get("curr_items"), "site_visitors_total": sum(site.values()),
             "days_with_visitors": len(site)}
+
+
+def worker_split(path: Path, rounds: int = 2) -> dict:
+    """The worker alone (``bench.worker_main``) on *path*, CPU seconds, best of *rounds*
+    alternated runs each: visitors on, visits collected but no marker made
+    (``--collect-visitors-only``), visitors off; so the visitors' cost splits into the
+    per-line collection and the markers (hashing, claims, commits)."""
+    variants = {"on": [], "collect_only": ["--collect-visitors-only"],
+                "off": ["--dimensions", ALL_BUT_VISITORS]}
+    best: dict[str, dict] = {}
+    for _ in range(rounds):
+        for label, options in variants.items():
+            with Memcached(memory_mb=1024) as server:
+                report = run_worker(path, server, options)
+            if label not in best or report["cpu_seconds"] < best[label]["cpu_seconds"]:
+                best[label] = {k: report[k] for k in ("cpu_seconds", "lines_per_s", "lines")}
+    return best
 
 
 def visitor_lines(visitors: int, per_visitor: int = 3, seed: int = 12) -> list[bytes]:
@@ -122,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         doc["daemon_visitors_on"] = daemon_run(data.path, data.lines, [])
         doc["goaccess"] = goaccess_run(data, work)
         doc["daemon_visitors_off"] = daemon_run(data.path, data.lines, ["--dimensions", ALL_BUT_VISITORS])
+        doc["worker_split"] = worker_split(data.path)
     finally:
         data.path.unlink(missing_ok=True)
     doc["memory"] = memory_run(args.visitors, work)
@@ -141,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio on/GoAccess  {on['lines_per_s'] / goa['lines_per_s']:.2f}x   "
               f"off/GoAccess {off['lines_per_s'] / goa['lines_per_s']:.2f}x   "
               f"on/off {on['lines_per_s'] / off['lines_per_s']:.2f}")
+    split = doc["worker_split"]
+    collect = split["collect_only"]["cpu_seconds"] - split["off"]["cpu_seconds"]
+    make = split["on"]["cpu_seconds"] - split["collect_only"]["cpu_seconds"]
+    print(f"worker alone, CPU s (best of 2): visitors on {split['on']['cpu_seconds']:.2f}, visits collected only "
+          f"{split['collect_only']['cpu_seconds']:.2f}, off {split['off']['cpu_seconds']:.2f}: collection "
+          f"{collect:+.2f} s ({collect / split['off']['cpu_seconds']:+.0%}), markers {make:+.2f} s "
+          f"({make / split['off']['cpu_seconds']:+.0%} of the worker without visitors)")
     print(f"worker peak RSS, {mem['visitors']:,} visitors and URLs, {mem['lines']:,} lines: "
           f"on {mem['on']['peak_rss'] / 2**20:.1f} MiB, off {mem['off']['peak_rss'] / 2**20:.1f} MiB; "
           f"counted {mem['on']['site_visitors']:,} visitors, {pairs:,} (visitor, URL) pairs")

@@ -42,9 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     """Parse options, run the worker on stdin, write the report; return its exit code."""
     parser = argparse.ArgumentParser(prog="python -m bench.worker_main")
     parser.add_argument("--report", required=True, help="write the JSON report here")
+    parser.add_argument("--collect-visitors-only", action="store_true",
+                        help="collect the visits (per line) but make and send no marker: the "
+                             "floor of the visitors' cost in the worker (bench.visitors)")
     add_options(parser, [f.name for f in dataclasses.fields(Settings)])
     args = vars(parser.parse_args(argv))
     report_path = args.pop("report")
+    if args.pop("collect_visitors_only"):
+        from logpipe.daemon.visitors import VisitorMarkers
+
+        VisitorMarkers.add = lambda self, visits: None  # visits collected, then dropped
     settings = build_settings(args, environ={})
     worker = Worker(settings, 0, -1)
     start, cpu_start = time.perf_counter(), time.process_time()
