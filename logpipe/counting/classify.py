@@ -258,6 +258,34 @@ class Classifier:
             if explain:
                 explain(f"page view: url {value}")
 
+    @property
+    def count_all(self) -> bool:
+        """``--count-all``: every request counts, bots' too."""
+        return self._count_all
+
+    def agent_lookup(self) -> Callable[[bytes], object] | None:
+        """The cached User-Agent verdicts as a C-level lookup (raw User-Agent bytes →
+        an ``Agent`` with ``.bot``), or None when User-Agents are not classified."""
+        return self._agent_cache.__getitem__ if self._agent_cache is not None else None
+
+    def page_of(self, head: tuple) -> tuple[str | None, str] | None:
+        """``(site, url)`` when a request with *head* (its :attr:`head_fields`) is a page
+        view for a human User-Agent — the ``url`` dimension's rules, judged once per
+        head and cached; None when it is not (static, method, status, excluded, rejected)."""
+        verdict = self._heads.get(head)
+        if verdict is None:
+            if len(self._heads) >= HEAD_CACHE_SIZE:
+                self._heads.clear()
+            verdict = self._heads[head] = self._judge_head(head)
+        _status, final, _note, _notfound, reason, site, value = verdict
+        if final is not None or (reason is not None and not self._count_all):
+            return None
+        return site, value
+
+    def day(self, raw_day: bytes | None) -> str | None:
+        """``YYYY-MM-DD`` of a ``%t`` day (``21/Nov/2026``), cached; None when invalid."""
+        return self._days.get(raw_day) or self._day(raw_day)
+
     def _day(self, raw_day: bytes | None) -> str | None:
         """``YYYY-MM-DD`` of a ``%t`` day (``21/Nov/2026``), cached; None when invalid."""
         day = day_from_clf(raw_day) if raw_day else None

@@ -36,7 +36,6 @@ try:  # hashlib's own BLAKE2, without loading OpenSSL (see logpipe.keys)
 except ImportError:  # pragma: no cover
     from hashlib import blake2b
 
-from logpipe.counting.classify import HEAD_CACHE_SIZE
 from logpipe.keys import ALL_VISITORS, MAX_KEY_BYTES, encode_value, key_head
 
 __all__ = ["VisitCollector", "MarkerMaker", "LocalVisitors", "new_salt", "salt_key", "DIGEST_BYTES"]
@@ -85,9 +84,8 @@ class VisitCollector:
             self._head_of = lambda parsed: ()
         self._key_of = itemgetter(*head, fields.index("day"), fields.index("ip"), fields.index("user_agent"))
         self._ua_of = itemgetter(fields.index("user_agent"))
-        cache = classifier._agent_cache
         # --count-all counts bots' page views too; without it a bot never makes a visitor.
-        self._agent_of = None if classifier._count_all or cache is None else cache.__getitem__
+        self._agent_of = None if classifier.count_all else classifier.agent_lookup()
         self._not_page: set[tuple] = set()
         self._agents: dict[bytes, bytes] = {}
         self.raw: set[tuple] = set()
@@ -115,32 +113,24 @@ class VisitCollector:
     def resolve(self) -> None:
         """Judge the keys noted since the last call and add the page views to :attr:`visits`."""
         raw, self.raw = self.raw, set()
-        classifier = self.classifier
-        heads, n = classifier._heads, self._n
-        days = classifier._days
+        page_of, day_of, n = self.classifier.page_of, self.classifier.day, self._n
         not_page, agents, visits = self._not_page, self._agents, self.visits
-        count_all = classifier._count_all
         if len(not_page) > NOT_PAGE_HEADS:
             not_page.clear()
         if len(agents) > AGENT_STRINGS:
             agents.clear()
         for key in raw:
             head = key[:n]
-            verdict = heads.get(head)
-            if verdict is None:
-                if len(heads) >= HEAD_CACHE_SIZE:
-                    heads.clear()
-                verdict = heads[head] = classifier._judge_head(head)
-            _status, final, _note, _notfound, reason, site, value = verdict
-            if final is not None or (reason is not None and not count_all):
+            page = page_of(head)
+            if page is None:
                 not_page.add(head)
                 continue
             raw_day, address, agent = key[n:]
-            day = days.get(raw_day) or classifier._day(raw_day)
+            day = day_of(raw_day)
             if day is None:
                 continue
             # one bytes object per distinct User-Agent in the visits held
-            visits.add((day, site, value, address, agents.setdefault(agent, agent)))
+            visits.add((day, page[0], page[1], address, agents.setdefault(agent, agent)))
 
     def take(self) -> set[tuple]:
         """Resolve, return the visits and start a new set."""
