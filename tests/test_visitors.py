@@ -379,6 +379,26 @@ def test_a_claim_in_flight_when_memcached_freezes_counts_once(memcached):
         store.close()
 
 
+def test_markers_of_the_previous_format_are_read_as_before(memcached):
+    """An upgrade meets markers the previous logpipe wrote: ``c`` (committed one by one) is
+    counted, ``p<ttl>:<grace>`` without a unit stays pending (its age decides), and a pending
+    marker whose unit has no record is pending too."""
+    from logpipe.daemon.store import CounterStore
+
+    counter = visitors_key(DAY)
+    keys = [f"logpipe:{DAY}:visitors:#v.{n:024x}" for n in range(4)]
+    for key, value in zip(keys, ["c", "p600:5", "p600:5:0a0b0c0d.1", "p600:5:0a0b0c0d.2"]):
+        memcached.command(f"ms {key} {len(value)} T600\r\n{value}")
+    memcached.command(f"ms logpipe:{DAY}:visitors:#c.0a0b0c0d.2 1 T600\r\nc")
+    store = CounterStore([("127.0.0.1", memcached.port)], ttl=600)
+    try:
+        counted, others, failed = MarkerStore(store).read(dict.fromkeys(keys, counter))
+    finally:
+        store.close()
+    assert counted == {keys[0], keys[3]} and set(others) == {keys[1], keys[2]} and not failed
+    assert others[keys[1]][0] == b"p600:5" and 590 < others[keys[1]][2] <= 600
+
+
 def test_markers_wait_while_memcached_is_down_and_drops_are_reported(logpipe_bin, memcached_factory, tmp_path):
     """With memcached stopped, markers wait (bounded by --max-pending-visitors) and the status file
     says how many were dropped; once it is back, the kept ones are counted exactly once."""

@@ -85,9 +85,11 @@ from logpipe.daemon.store import CounterStore, StoreError
 
 __all__ = ["VisitorMarkers", "grace_seconds", "KILL_ENV"]
 
-#: Slots of the direct-mapped caches of visits, and of visitors, already made
-#: into markers (pending or confirmed), not sent again: 8 bytes each (512 KiB each).
+#: Slots of the direct-mapped cache of visits already made into markers
+#: (pending or confirmed), not hashed or sent again: 8 bytes each (512 KiB).
 KNOWN_VISITS = 1 << 16
+#: The same for visitors (their site-wide marker): 256 KiB.
+KNOWN_VISITORS = 1 << 15
 #: Visits hashed and sent per round trip (two markers each): bounds the
 #: memory a flush allocates for them.
 CHUNK = 1500
@@ -138,7 +140,7 @@ class VisitorMarkers:
         self.stale: dict[str, tuple[str, int]] = {}  # to take over: marker → (counter, cas)
         self._claim = None  # (Claim in flight, its new markers, its stale ones)
         self._known = array("q", bytes(8 * KNOWN_VISITS))
-        self._known_visitors = array("q", bytes(8 * KNOWN_VISITS))
+        self._known_visitors = array("q", bytes(8 * KNOWN_VISITORS))
         self.dropped = 0
         self.takeovers = 0
         self.last_error: str | None = None
@@ -337,6 +339,6 @@ class VisitorMarkers:
         re-add the salts this worker holds (so the writers keep one salt for
         the day)."""
         self._known = array("q", bytes(8 * KNOWN_VISITS))
-        self._known_visitors = array("q", bytes(8 * KNOWN_VISITS))
+        self._known_visitors = array("q", bytes(8 * KNOWN_VISITORS))
         self._proposed = {day: salt.hex() for day, salt in self.salts.items()}
         self.salts = {}
