@@ -50,8 +50,9 @@ SALT_BYTES = 16
 #: Heads known not to be page views (static, method, status …) kept for the
 #: per-line filter before the set starts again.
 NOT_PAGE_HEADS = 20_000
-#: Per-URL counter keys kept made (each about 200 bytes) before they are made again.
-URL_KEYS = 4_096
+#: Per-URL counter keys kept made (each about 350 bytes with its URL) before they are made again:
+#: the popular pages; more is memory (RSS at 100,000 URLs a day) for little.
+URL_KEYS = 1_024
 #: Distinct User-Agent strings shared by the visits held (one bytes object each).
 AGENT_STRINGS = 20_000
 
