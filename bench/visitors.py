@@ -5,8 +5,10 @@ the same input:
 
 1. whole-process throughput, ``logpipe`` (supervisor + worker) stdin → a fresh
    memcached on the real logs repeated to ``--lines`` (default 1,000,000), with
-   visitors on (the default) and off (``--dimensions`` without ``visitors``), and
-   GoAccess on the same file: lines per second of wall-clock time and the ratios;
+   visitors on (the default) and off (``--dimensions`` without ``visitors``), with
+   the visits collected but no marker made (:data:`COLLECT_ONLY`: what the markers
+   cost, and the ceiling were they free), and GoAccess on the same file: lines per
+   second of wall-clock time and the ratios;
 2. the worker's peak RSS with ``--visitors`` visitors and as many URLs in one day
    (``bench.worker_main``; 3 page views per visitor), and the exact counts read back;
 3. the worker alone, CPU seconds with visitors on, with the visits collected
@@ -32,7 +34,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import OUT_DIR, logpipe_bin
+from . import OUT_DIR, logpipe_bin, python_bin
 from .data import write_replicated
 from .offline import goaccess_run, read_counters, run_worker
 from .servers import Memcached
@@ -40,13 +42,22 @@ from .servers import Memcached
 ALL_BUT_VISITORS = "url,referrer,referrer_host,keyword,browser,platform,bot,status,notfound,post_ip"
 
 
-def daemon_run(path: Path, lines: int, options: list[str]) -> dict:
-    """The whole daemon on *path* as stdin into a fresh memcached: wall seconds to exit."""
+#: The daemon with the visits collected (per line, as always) but no marker made or sent:
+#: ``VisitorMarkers.add`` patched in the supervisor before it forks the worker.
+COLLECT_ONLY = ("import sys; from logpipe.daemon.visitors import VisitorMarkers; "
+                "VisitorMarkers.add = lambda self, visits: None; "
+                "from logpipe.commands.main import main; sys.exit(main())")
+
+
+def daemon_run(path: Path, lines: int, options: list[str], collect_only: bool = False) -> dict:
+    """The whole daemon on *path* as stdin into a fresh memcached: wall seconds to exit
+    (*collect_only*: :data:`COLLECT_ONLY`)."""
+    command = [python_bin(), "-c", COLLECT_ONLY] if collect_only else [logpipe_bin()]
     with Memcached(memory_mb=1024) as server:
         before = server.stats().get("bytes", 0)
         with open(path, "rb") as stdin:
             start = time.perf_counter()
-            proc = subprocess.run([logpipe_bin(), "--memcached", server.spec, "--status-dir", "", *options],
+            proc = subprocess.run([*command, "--memcached", server.spec, "--status-dir", "", *options],
                                   stdin=stdin, capture_output=True, timeout=1800)
             wall = time.perf_counter() - start
         if proc.returncode != 0:
@@ -142,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         doc["daemon_visitors_on"] = daemon_run(data.path, data.lines, [])
         doc["goaccess"] = goaccess_run(data, work)
         doc["daemon_visitors_off"] = daemon_run(data.path, data.lines, ["--dimensions", ALL_BUT_VISITORS])
+        doc["daemon_collect_only"] = daemon_run(data.path, data.lines, [], collect_only=True)
         doc["worker_split"] = worker_split(data.path)
     finally:
         data.path.unlink(missing_ok=True)
@@ -157,11 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"input: {data.lines:,} lines (real logs replicated); load average {doc['loadavg_start'][0]:.2f}")
     print(f"logpipe, visitors on : {on['lines_per_s']:>10,.0f} lines/s  ({on['seconds']:.2f} s)")
     print(f"logpipe, visitors off: {off['lines_per_s']:>10,.0f} lines/s  ({off['seconds']:.2f} s)")
+    floor = doc["daemon_collect_only"]
+    print(f"logpipe, visits collected, no marker: {floor['lines_per_s']:>10,.0f} lines/s  ({floor['seconds']:.2f} s)")
     if "lines_per_s" in goa:
         print(f"GoAccess             : {goa['lines_per_s']:>10,.0f} lines/s  ({goa['seconds']:.2f} s)")
         print(f"ratio on/GoAccess  {on['lines_per_s'] / goa['lines_per_s']:.2f}x   "
               f"off/GoAccess {off['lines_per_s'] / goa['lines_per_s']:.2f}x   "
-              f"on/off {on['lines_per_s'] / off['lines_per_s']:.2f}")
+              f"on/off {on['lines_per_s'] / off['lines_per_s']:.2f}   "
+              f"collected-only/GoAccess {floor['lines_per_s'] / goa['lines_per_s']:.2f}x")
     split = doc["worker_split"]
     collect = split["collect_only"]["cpu_seconds"] - split["off"]["cpu_seconds"]
     make = split["on"]["cpu_seconds"] - split["collect_only"]["cpu_seconds"]
