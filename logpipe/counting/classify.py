@@ -355,7 +355,7 @@ class Classifier:
 
     def add_post(self, raw_day: bytes, raw_hour: bytes, raw_ip: bytes, n: int, out: dict) -> None:
         """Count *n* POST requests from one client IP in one hour (``post_ip``)."""
-        day = self._days.get(raw_day) or self._day(raw_day)
+        day = self.day(raw_day)
         if day is None:
             return
         key = (f"{day}T{raw_hour.decode('ascii')}", "post_ip", None, raw_ip.decode("ascii", "replace"))

@@ -225,13 +225,12 @@ class MarkerMaker:
             ident = idents.get(who)
             if ident is None:  # one identity and one site-wide marker per visitor
                 ident = idents[who] = blake2b(address + b"\0" + agent, key=salt, digest_size=DIGEST_BYTES).digest()
+                returning = False
                 if visitor_mask >= 0:
                     seen = hash(who)
-                    if known_visitors[seen & visitor_mask] == seen:  # a returning visitor
-                        seen = None
-                    else:
-                        known_visitors[seen & visitor_mask] = seen
-                if visitor_mask < 0 or seen is not None:
+                    returning = known_visitors[seen & visitor_mask] == seen
+                    known_visitors[seen & visitor_mask] = seen
+                if not returning:
                     out[site_marker + ident.hex()] = everyone
             if per_url:
                 made = urls.get((head, url))

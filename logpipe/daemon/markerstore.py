@@ -70,7 +70,7 @@ MARKER_BATCH = 3000
 def record_key(marker: str, unit: str) -> str:
     """The commit record of *unit* for *marker*: ``{head}#c.{unit}``, *head* the
     marker's visitors key head (the key without its ``#v.``/``#u.`` and digest)."""
-    return marker[:-MARKER_TAIL] + "#c." + unit
+    return _head_of(marker) + "#c." + unit
 
 
 @dataclass
@@ -89,10 +89,6 @@ class Claim:
     failed: set = field(default_factory=set)
     units: list = field(default_factory=list)
     inflight: list = field(default_factory=list)
-
-    def waiting(self) -> int:
-        """Markers sent whose replies are not read yet."""
-        return sum(len(order) for _server, order in self.inflight)
 
     def apply(self, order: list[str], replies: list[bytes]) -> None:
         """Sort one batch's markers by their replies (``HD`` stored; ``NS``/``EX``/``NF``
@@ -125,7 +121,7 @@ class Unit:
 
     unit: str
     server: Server
-    counters: dict[str, str] = field(default_factory=dict)
+    counters: dict[str, str]
 
 
 class MarkerStore:
@@ -424,18 +420,16 @@ def exchange_units(conn, chunks: list[bytes], deadline: float, on_sent=None) -> 
         OSError, StoreError: as ``_BatchConnection.exchange`` (the connection is closed).
     """
     try:
-        if conn.sock is None:
-            conn.sock = conn._connect()
-            conn._send_and_read(b"")  # a frozen server must answer before it gets a batch
-        set_send_buffer(conn.sock)
+        sock = conn.open()
+        set_send_buffer(sock)
         for n, chunk in enumerate(chunks, 1):
-            send_whole(conn.sock, chunk, deadline)
+            send_whole(sock, chunk, deadline)
             if on_sent is not None:
                 on_sent(n, len(chunks))
-        return conn._send_and_read(b"")
     except BaseException:
         conn.close()
         raise
+    return conn.exchange(b"")  # the closing ``mn``; the replies before its ``MN``
 
 
 def send_whole(sock: socket.socket, chunk: bytes, deadline: float) -> None:

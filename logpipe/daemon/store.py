@@ -102,8 +102,24 @@ class _BatchConnection:
         sock.settimeout(self.timeout)
         return sock
 
+    def open(self) -> socket.socket:
+        """The socket, connected first if closed.
+
+        A frozen server (SIGSTOP, swap) still accepts connections and buffers
+        what is sent, and applies it when it wakes: a batch sent on each retry
+        would be counted once per retry.  So a new connection carries a batch
+        only after the server answered a no-op.
+
+        Raises:
+            OSError, StoreError: as :meth:`exchange` (the caller closes the connection).
+        """
+        if self.sock is None:
+            self.sock = self._connect()
+            self._send_and_read(b"")
+        return self.sock
+
     def exchange(self, body: bytes) -> bytes:
-        """Send *body* (commands ending with ``mn``) and return the replies before ``MN``.
+        """Send *body* (commands; ``mn`` is added) and return the replies before ``MN``.
 
         Raises:
             OSError: connect, send or receive failed or timed out (the
@@ -111,14 +127,7 @@ class _BatchConnection:
             StoreError: the server closed the connection mid-reply.
         """
         try:
-            if self.sock is None:
-                self.sock = self._connect()
-                if body:
-                    # A frozen server (SIGSTOP, swap) still accepts connections and buffers
-                    # what is sent, and applies it when it wakes: a batch sent on each retry
-                    # would be counted once per retry.  A new connection carries a batch only
-                    # after the server answered a no-op.
-                    self._send_and_read(b"")
+            self.open()
             return self._send_and_read(body)
         except BaseException:
             self.close()
@@ -132,10 +141,7 @@ class _BatchConnection:
             OSError: as :meth:`exchange` (the connection is closed).
         """
         try:
-            if self.sock is None:
-                self.sock = self._connect()
-                self._send_and_read(b"")  # a frozen server must answer first (see exchange)
-            self.sock.sendall(body + b"mn\r\n")
+            self.open().sendall(body + b"mn\r\n")
         except BaseException:
             self.close()
             raise

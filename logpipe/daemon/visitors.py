@@ -197,7 +197,7 @@ class VisitorMarkers:
             if self.pending:
                 self._start_claim()
         check = check or len(self.checking) >= CHUNK  # bounds their memory between flushes
-        if check or not ok:
+        if check:  # (after a failure no claim is in flight)
             ok = self._finish_claim() and ok
         if ok and check and self.checking and self._check() and (self.stale or self.pending):
             self._start_claim()
